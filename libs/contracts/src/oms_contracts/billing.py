@@ -1,0 +1,52 @@
+"""Messages exchanged with the billing system (oms.billing.requests / oms.billing.events)."""
+
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from oms_contracts.types import Money
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class PaymentConfirmedV1(_Contract):
+    EVENT_TYPE: ClassVar[str] = "PaymentConfirmed"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    order_id: UUID
+    amount: Money
+    currency: str
+    reference: str
+
+
+class RefundRequestedV1(_Contract):
+    EVENT_TYPE: ClassVar[str] = "RefundRequested"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    order_id: UUID
+    return_id: UUID
+    amount: Money
+    currency: str
+
+
+class PaymentCaptureRequestedV1(_Contract):
+    EVENT_TYPE: ClassVar[str] = "PaymentCaptureRequested"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    order_id: UUID
+    shipment_id: UUID
+    amount: Money
+    currency: str
+
+
+class InvoiceRequestedV1(_Contract):
+    EVENT_TYPE: ClassVar[str] = "InvoiceRequested"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    order_id: UUID
+    shipment_id: UUID
+    amount: Money
+    currency: str

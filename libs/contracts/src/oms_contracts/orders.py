@@ -1,0 +1,94 @@
+"""Events of order capture (oms.orders.events) and of the orchestrator (oms.orders.status)."""
+
+from datetime import datetime
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from oms_contracts.types import Money
+
+OrderStatus = Literal[
+    "pending",
+    "awaiting_payment",
+    "confirmed",
+    "backordered",
+    "partially_shipped",
+    "shipped",
+    "delivered",
+    "cancelled",
+    "rejected",
+    "return_requested",
+    "partially_returned",
+    "returned",
+]
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Customer(_Contract):
+    id: str
+    email: str
+    name: str
+    phone: str | None = None
+
+
+class Address(_Contract):
+    name: str
+    line1: str
+    line2: str | None = None
+    city: str
+    postal_code: str
+    country: str
+
+
+class OrderLine(_Contract):
+    sku: str
+    quantity: int
+    unit_price: Money
+
+
+class Payment(_Contract):
+    method: str
+    status: Literal["authorized", "pending"]
+    reference: str | None = None
+    amount: Money
+
+
+class OrderPlacedV1(_Contract):
+    EVENT_TYPE: ClassVar[str] = "OrderPlaced"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    order_id: UUID
+    channel: str
+    external_id: str
+    currency: str
+    customer: Customer
+    shipping_address: Address
+    shipping_method: Literal["standard", "express"]
+    lines: list[OrderLine]
+    payment: Payment
+    total: Money
+    created_at: datetime
+
+
+class OrderCancellationRequestedV1(_Contract):
+    EVENT_TYPE: ClassVar[str] = "OrderCancellationRequested"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    order_id: UUID
+    reason: str
+    requested_by: str
+
+
+class OrderStatusChangedV1(_Contract):
+    EVENT_TYPE: ClassVar[str] = "OrderStatusChanged"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    order_id: UUID
+    old_status: OrderStatus | None
+    new_status: OrderStatus
+    reason: str | None = None
+    changed_at: datetime

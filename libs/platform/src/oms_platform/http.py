@@ -1,0 +1,217 @@
+"""The HTTP side every service shares: the error format of CONTRACT.md, the body size limit, request
+metrics and traces, operator authentication, and cursor pagination."""
+
+import base64
+import hmac
+import logging
+import time
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from opentelemetry import trace
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from oms_platform import metrics, telemetry
+
+log = logging.getLogger(__name__)
+
+
+class ORJSONResponse(JSONResponse):
+    """JSON via orjson (fast, and serialises UUIDs, datetimes and Decimals-as-strings natively)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str)
+
+
+class ApiError(Exception):
+    """An error answered as {"error": {"code", "message", "fields"}}."""
+
+    def __init__(self, status: int, code: str, message: str, fields: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields, self.headers = status, code, message, fields, headers
+
+
+def field_error(field: str, rule: str, message: str) -> ApiError:
+    return ApiError(422, "validation_failed", message, [{"field": field, "rule": rule, "message": message}])
+
+
+def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "fields": fields or []}}
+
+
+def _loc_to_field(loc: tuple[Any, ...]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        where = parts.pop(0)
+        if where == "header" and parts:
+            return str(parts[0])
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif isinstance(p, str) and p.startswith(("function-after", "function-before", "function-wrap")):
+            continue
+        else:
+            out += f".{p}" if out else str(p)
+    return out or "body"
+
+
+def _validation_fields(exc: RequestValidationError) -> list[dict[str, str]]:
+    fields = []
+    for err in exc.errors():
+        msg = err.get("msg", "invalid")
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        rule = err.get("type", "invalid")
+        ctx = err.get("ctx") or {}
+        if rule == "value_error" and isinstance(ctx.get("error"), ValueError):
+            rule = getattr(ctx["error"], "rule", rule)
+        fields.append({"field": _loc_to_field(tuple(err.get("loc", ()))), "rule": rule, "message": msg})
+    return fields
+
+
+class RuleError(ValueError):
+    """A ValueError that names its rule, for validators (the 422 body shows `rule`)."""
+
+    def __init__(self, rule: str, message: str):
+        super().__init__(message)
+        self.rule = rule
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
+        return ORJSONResponse(error_body(exc.code, exc.message, exc.fields), exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        fields = _validation_fields(exc)
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+        return ORJSONResponse(error_body("validation_failed", f"invalid request: {summary}", fields), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                409: "conflict", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        return ORJSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unhandled error")
+        return ORJSONResponse(error_body("internal", "internal error"), 500)
+
+
+class PlatformMiddleware:
+    """Pure ASGI middleware (cheap on the hot path): a server span per request continuing the caller's
+    trace, request metrics, and the body size limit (413 before the body is read into memory)."""
+
+    def __init__(self, app: Any, *, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.tracer = telemetry.tracer("oms.http")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return await self._too_large(send)
+        received = 0
+        too_large = False
+
+        async def limited_receive() -> dict:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    too_large = True
+                    raise _BodyTooLarge()
+            return message
+
+        status = 500
+        started = False
+
+        async def tracked_send(message: dict) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+            await send(message)
+
+        t0 = time.perf_counter()
+        ctx = telemetry.extract_context(headers)
+        with self.tracer.start_as_current_span(
+            f"{scope['method']} {scope['path']}", context=ctx, kind=trace.SpanKind.SERVER
+        ) as span:
+            try:
+                await self.app(scope, limited_receive, tracked_send)
+            except _BodyTooLarge:
+                if not started:
+                    status = 413
+                    await self._too_large(send)
+            route = scope.get("route")
+            route_path = getattr(route, "path", "unmatched")
+            span.update_name(f"{scope['method']} {route_path}")
+            span.set_attribute("http.status_code", status)
+        metrics.HTTP_REQUESTS.labels(scope["method"], route_path, str(status)).inc()
+        metrics.HTTP_LATENCY.labels(scope["method"], route_path).observe(time.perf_counter() - t0)
+        del too_large
+
+    async def _too_large(self, send: Any) -> None:
+        body = orjson.dumps(error_body(
+            "payload_too_large", f"request body exceeds {self.max_body_bytes} bytes",
+            [{"field": "body", "rule": "max_bytes", "message": f"at most {self.max_body_bytes} bytes"}],
+        ))
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def bearer_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def unauthorized(message: str = "missing or invalid credentials") -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def operator_dependency(admin_token: str | None):
+    """Operators present OMS_ADMIN_TOKEN as a bearer token; without it set, every call is refused."""
+
+    async def require_operator(request: Request) -> str:
+        token = bearer_token(request)
+        if not admin_token or token is None or not hmac.compare_digest(token.encode(), admin_token.encode()):
+            raise unauthorized("operator token required")
+        return "operator"
+
+    return require_operator
+
+
+def encode_cursor(values: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(value, dict):
+            raise ValueError
+        return value
+    except ValueError as exc:
+        raise field_error("cursor", "invalid_cursor", "cursor is not one this API returned") from exc
+
+

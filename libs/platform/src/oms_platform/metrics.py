@@ -1,0 +1,18 @@
+"""Prometheus metrics shared by every service (served at /metrics)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter("oms_http_requests_total", "HTTP requests", ["method", "route", "status"])
+HTTP_LATENCY = Histogram(
+    "oms_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+OUTBOX_PUBLISHED = Counter("oms_outbox_published_total", "Messages published by the outbox relay", ["topic"])
+OUTBOX_LAG = Gauge("oms_outbox_unsent", "Unsent outbox rows seen by the relay's last read")
+CONSUMED = Counter("oms_consumer_messages_total", "Messages consumed", ["consumer", "outcome"])
+CONSUMER_BATCH = Histogram(
+    "oms_consumer_batch_seconds", "Time to apply one consumed batch", ["consumer"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)

@@ -1,0 +1,204 @@
+"""Transactional outbox: messages are written in the same transaction as the state change, and a relay
+publishes them to Kafka (key = order id, in commit order per order) and marks them sent.
+
+A crash anywhere between commit and publish loses nothing: unsent rows stay until published. A crash
+between publish and marking sent publishes those rows again, with the same event_id, which the
+consumers' inbox drops; the relay therefore delivers at least once and consumers apply exactly once.
+"""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from oms_contracts import Envelope, new_envelope
+from pydantic import BaseModel
+
+from oms_platform import db, faults, metrics, telemetry
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "oms_outbox"
+# One relay per database publishes at a time (it holds this advisory lock); a second instance of
+# the service waits as a standby. One publisher keeps each order's messages in commit order.
+_RELAY_LOCK = 0x0A15_0002
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    topic: str
+    key: str
+    value: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def envelope_message(topic: str, envelope: Envelope, extra_headers: dict[str, str] | None = None) -> OutgoingMessage:
+    headers = {
+        "event_type": envelope.event_type,
+        "event_version": str(envelope.event_version),
+        "content-type": "application/json",
+        **telemetry.inject_headers(),
+        **(extra_headers or {}),
+    }
+    return OutgoingMessage(
+        topic=topic,
+        key=str(envelope.order_id),
+        value=orjson.dumps(envelope.model_dump(mode="json")),
+        headers=list(headers.items()),
+    )
+
+
+def event_message(
+    topic: str,
+    event: BaseModel,
+    *,
+    producer: str,
+    order_id: UUID,
+    correlation_id: UUID | None = None,
+    causation_id: UUID | None = None,
+) -> tuple[Envelope, OutgoingMessage]:
+    env = new_envelope(
+        event, producer=producer, order_id=order_id, correlation_id=correlation_id, causation_id=causation_id
+    )
+    return env, envelope_message(topic, env)
+
+
+_INSERT = f"""
+WITH ins AS (
+    INSERT INTO outbox (topic, key, value, headers)
+    SELECT t, k, v, h::jsonb FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS u(t, k, v, h)
+    RETURNING 1
+)
+SELECT pg_notify('{NOTIFY_CHANNEL}', ''), (SELECT count(*) FROM ins)
+"""
+
+
+async def enqueue(conn: asyncpg.Connection, messages: Sequence[OutgoingMessage]) -> None:
+    """Writes messages into the outbox inside the caller's transaction (one round trip), and wakes
+    the relay when that transaction commits."""
+    if not messages:
+        return
+    await conn.fetchrow(
+        _INSERT,
+        [m.topic for m in messages],
+        [m.key for m in messages],
+        [m.value for m in messages],
+        [orjson.dumps(m.headers).decode() for m in messages],
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        dsn: str,
+        bootstrap_servers: str,
+        *,
+        client_id: str,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        retention_seconds: int = 3600,
+    ):
+        self.dsn = dsn
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention_seconds = retention_seconds
+        self.producer: AIOKafkaProducer | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.is_leader = False
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            acks="all",
+            enable_idempotence=True,  # broker drops producer retries' duplicates, keeps order
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+            compression_type=None,
+        )
+        await self.producer.start()
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.client_id}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.producer:
+            await self.producer.stop()
+
+    def wake(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._lead_and_relay()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying in %.1fs", backoff)
+                self.is_leader = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+            else:
+                backoff = 0.5
+
+    async def _lead_and_relay(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        await db.init_connection(conn)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
+                await asyncio.sleep(self.poll_interval)
+            self.is_leader = True
+            await conn.add_listener(NOTIFY_CHANNEL, self.wake)
+            fetch = await conn.prepare(
+                "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1"
+            )
+            mark = await conn.prepare("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])")
+            loop = asyncio.get_running_loop()
+            next_cleanup = loop.time() + 60
+            while True:
+                self._wake.clear()
+                rows = await fetch.fetch(self.batch_size)
+                metrics.OUTBOX_LAG.set(len(rows))
+                if rows:
+                    await self._publish(rows)
+                    await mark.fetch([r["id"] for r in rows])
+                    if len(rows) == self.batch_size:
+                        continue  # more waiting: no sleep
+                if loop.time() >= next_cleanup:
+                    await conn.execute(
+                        "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
+                        self.retention_seconds,
+                    )
+                    next_cleanup = loop.time() + 60
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            self.is_leader = False
+            await conn.close()
+
+    async def _publish(self, rows: list[asyncpg.Record]) -> None:
+        faults.crash_point("relay.before_publish")
+        assert self.producer is not None
+        # Queue every message first, then wait for all acknowledgements: no wait per message.
+        futures = []
+        for r in rows:
+            headers = [(k, v.encode()) for k, v in r["headers"]]
+            futures.append(
+                await self.producer.send(r["topic"], value=r["value"], key=r["key"].encode(), headers=headers)
+            )
+        await asyncio.gather(*futures)
+        faults.crash_point("relay.after_publish")
+        for r in rows:
+            metrics.OUTBOX_PUBLISHED.labels(r["topic"]).inc()

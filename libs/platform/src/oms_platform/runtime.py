@@ -1,0 +1,154 @@
+"""A service's runtime: settings, telemetry, the database pool and migrations, its topics, the outbox
+relay and its consumers, wired into one FastAPI app with /healthz, /readyz and /metrics."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import Response
+from oms_contracts.topics import dlq
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from oms_platform import db, kafka, telemetry
+from oms_platform.consumer import BatchProcessor, ConsumerSpec, subscribe
+from oms_platform.http import ORJSONResponse, PlatformMiddleware, install_error_handlers
+from oms_platform.outbox import OutboxRelay
+from oms_platform.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        migrations: Path | None,
+        consumers: Sequence[ConsumerSpec] = (),
+        produces: Sequence[str] = (),
+    ):
+        self.settings = settings
+        self.migrations = migrations
+        self.consumers = list(consumers)
+        self.produces = list(produces)
+        self.pool: asyncpg.Pool | None = None
+        self.relay: OutboxRelay | None = None
+        self.broker = None
+        self.processors: list[BatchProcessor] = []
+
+    @property
+    def name(self) -> str:
+        return self.settings.service_name
+
+    def group_id(self, spec: ConsumerSpec) -> str:
+        return f"{self.name}.{spec.name}{self.settings.kafka_group_suffix}"
+
+    def topics(self) -> set[str]:
+        consumed = {t for c in self.consumers for t in c.topics}
+        return set(self.produces) | consumed | {dlq(t) for t in consumed}
+
+    async def start(self) -> None:
+        s = self.settings
+        telemetry.setup(s.service_name, log_level=s.log_level, zipkin_endpoint=s.zipkin_endpoint)
+        self.pool = await db.create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        await db.migrate(self.pool, self.migrations)
+        await kafka.ensure_topics(s.kafka_bootstrap_servers, self.topics())
+        if s.outbox_relay_enabled:
+            self.relay = OutboxRelay(
+                s.database_url, s.kafka_bootstrap_servers, client_id=s.service_name,
+                batch_size=s.outbox_batch_size, poll_interval=s.outbox_poll_interval,
+            )
+            await self.relay.start()
+        if self.consumers:
+            from faststream.kafka import KafkaBroker
+
+            self.broker = KafkaBroker(s.kafka_bootstrap_servers, client_id=s.service_name, logger=log)
+            for spec in self.consumers:
+                proc = BatchProcessor(
+                    spec, self.pool, producer=s.service_name, group_id=self.group_id(spec),
+                    max_attempts=s.consumer_max_attempts,
+                )
+                self.processors.append(proc)
+                subscribe(self.broker, proc, max_records=s.consumer_max_records)
+            await self.broker.start()
+        log.info("%s started on %s:%d", s.service_name, s.http_host, s.http_port)
+
+    async def stop(self) -> None:
+        if self.broker is not None:
+            await self.broker.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            assert self.pool is not None
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 2)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            checks["database"] = f"error: {type(exc).__name__}"
+        checks["kafka"] = await self._kafka_check()
+        return checks
+
+    async def _kafka_check(self) -> str:
+        try:
+            client = self.relay.producer.client if self.relay and self.relay.producer else None
+            if client is None:
+                from aiokafka.admin import AIOKafkaAdminClient
+
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+                await asyncio.wait_for(admin.start(), 3)
+                await admin.close()
+                return "ok"
+            await asyncio.wait_for(client.fetch_all_metadata(), 2)
+            return "ok"
+        except Exception as exc:  # noqa: BLE001
+            return f"error: {type(exc).__name__}"
+
+
+def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: str, version: str = "1.0.0") -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, version=version, lifespan=lifespan, default_response_class=ORJSONResponse)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(PlatformMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> ORJSONResponse:
+        checks = await runtime.readiness()
+        ok = all(v == "ok" for v in checks.values())
+        return ORJSONResponse({"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app, host=settings.http_host, port=settings.http_port, loop="uvloop", http="httptools",
+        log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,28 @@
+"""Settings read from the environment, one class per service (subclass ServiceSettings)."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    service_name: str = "oms"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    database_url: str = "postgresql://oms@127.0.0.1:55432/oms"
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Group ids are per service; a suffix lets tests and side-by-side installs run apart.
+    kafka_group_suffix: str = ""
+    oms_admin_token: str | None = None
+    log_level: str = "INFO"
+    # Traces go to Zipkin's v2 API when set (e.g. http://127.0.0.1:9411/api/v2/spans).
+    zipkin_endpoint: str | None = None
+    outbox_relay_enabled: bool = True
+    outbox_poll_interval: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    consumer_max_records: int = Field(default=500, ge=1)
+    consumer_max_attempts: int = Field(default=3, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)

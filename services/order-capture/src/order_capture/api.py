@@ -1,0 +1,142 @@
+"""HTTP API of order capture (CONTRACT.md, Order capture)."""
+
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from oms_contracts.orders import OrderStatus
+from oms_platform.http import (
+    ApiError,
+    ORJSONResponse,
+    bearer_token,
+    decode_cursor,
+    encode_cursor,
+    field_error,
+    operator_dependency,
+    unauthorized,
+)
+from pydantic import BaseModel, Field
+
+from order_capture import handlers
+from order_capture import repository as repo
+from order_capture.domain import CancelIn, OrderIn, business_rule_errors
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Caller:
+    kind: Literal["channel", "operator"]
+    channel: str | None  # None for operators: they see every channel
+
+
+class ApiKeyIn(BaseModel):
+    channel: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+
+
+def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRouter:
+    router = APIRouter()
+    require_operator = operator_dependency(admin_token)
+
+    async def caller(request: Request) -> Caller:
+        token = bearer_token(request)
+        if token is None:
+            raise unauthorized()
+        if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+            return Caller("operator", None)
+        channel = await api_keys.channel_of(token)
+        if channel is None:
+            raise unauthorized("unknown or revoked API key")
+        return Caller("channel", channel)
+
+    CallerDep = Annotated[Caller, Depends(caller)]
+    OperatorDep = Annotated[str, Depends(require_operator)]
+
+    def pool(request: Request) -> Any:
+        return request.app.state.runtime.pool
+
+    @router.post("/v1/admin/api-keys", status_code=201, tags=["admin"])
+    async def create_api_key(body: ApiKeyIn, _: OperatorDep) -> dict[str, Any]:
+        return await api_keys.create(body.channel)
+
+    @router.get("/v1/admin/api-keys", tags=["admin"])
+    async def list_api_keys(_: OperatorDep) -> dict[str, Any]:
+        return {"items": await api_keys.list(), "next_cursor": None}
+
+    @router.delete("/v1/admin/api-keys/{key_id}", status_code=204, tags=["admin"])
+    async def revoke_api_key(key_id: UUID, _: OperatorDep) -> Response:
+        if not await api_keys.revoke(key_id):
+            raise ApiError(404, "not_found", f"API key {key_id} not found")
+        return Response(status_code=204)
+
+    @router.post("/v1/orders", status_code=201, tags=["orders"])
+    async def place_order(
+        request: Request,
+        order: OrderIn,
+        who: CallerDep,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> ORJSONResponse:
+        if who.kind != "channel":
+            raise ApiError(403, "forbidden", "orders are placed with a channel API key")
+        if idempotency_key is None:
+            raise field_error("Idempotency-Key", "required", "the Idempotency-Key header is required")
+        if not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise field_error("Idempotency-Key", "printable_1_to_255",
+                              "must be 1 to 255 printable ASCII characters")
+        if order.channel != who.channel:
+            raise ApiError(403, "forbidden", f"this API key belongs to channel {who.channel}, not {order.channel}",
+                           [{"field": "channel", "rule": "matches_api_key", "message": f"must be {who.channel}"}])
+        errors = business_rule_errors(order)
+        if errors:
+            summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+            raise ApiError(422, "validation_failed", f"invalid request: {summary}", errors)
+        view = await handlers.place_order(pool(request), order, idempotency_key)
+        return ORJSONResponse(view, 201, headers={"Location": f"/v1/orders/{view['order_id']}"})
+
+    @router.get("/v1/orders/{order_id}", tags=["orders"])
+    async def get_order(request: Request, order_id: UUID, who: CallerDep) -> dict[str, Any]:
+        return await handlers.get_order(pool(request), order_id, who.channel)
+
+    @router.get("/v1/orders", tags=["orders"])
+    async def list_orders(
+        request: Request,
+        who: CallerDep,
+        status: OrderStatus | None = None,
+        customer_id: Annotated[str | None, Query(max_length=128)] = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        channel: Annotated[str | None, Query(max_length=32)] = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> dict[str, Any]:
+        if who.channel is not None:
+            if channel not in (None, who.channel):
+                raise ApiError(403, "forbidden", f"this API key can only read channel {who.channel}")
+            channel = who.channel
+        after = decode_cursor(cursor)
+        try:
+            after_key = (datetime.fromisoformat(after["c"]), UUID(after["i"])) if after else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise field_error("cursor", "invalid_cursor", "cursor is not one this API returned") from exc
+        async with pool(request).acquire() as conn:
+            rows = await repo.list_orders(
+                conn, channel=channel, status=status, customer_id=customer_id, created_from=created_from,
+                created_to=created_to, after=after_key, limit=limit + 1,
+            )
+        items = [handlers.order_view(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor({"c": last["created_at"].isoformat(), "i": str(last["order_id"])})
+        return {"items": items, "next_cursor": next_cursor}
+
+    @router.post("/v1/orders/{order_id}/cancel", status_code=202, tags=["orders"])
+    async def cancel_order(request: Request, order_id: UUID, body: CancelIn, who: CallerDep) -> dict[str, Any]:
+        requested_by = f"channel:{who.channel}" if who.channel else "operator"
+        return await handlers.request_cancellation(pool(request), order_id, body.reason, who.channel, requested_by)
+
+    return router

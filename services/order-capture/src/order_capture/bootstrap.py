@@ -1,0 +1,24 @@
+"""Builds the order-capture service: settings, runtime, API."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from oms_contracts.topics import ORDERS_EVENTS
+from oms_platform.runtime import ServiceRuntime, create_app
+
+from order_capture import consumers
+from order_capture.api import build_router
+from order_capture.handlers import ApiKeys
+from order_capture.settings import Settings
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = ServiceRuntime(
+        settings,
+        migrations=Path(__file__).parent / "migrations",
+        consumers=[consumers.STATUS],
+        produces=[ORDERS_EVENTS],
+    )
+    keys = ApiKeys(lambda: runtime.pool, settings.api_key_cache_seconds)
+    return create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture")

@@ -1,0 +1,159 @@
+"""Order intake rules: the request models with their validation, and the total. Pure, no I/O."""
+
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import pycountry
+from oms_platform.http import RuleError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
+
+CENT = Decimal("0.01")
+MAX_LINES = 500
+MAX_QUANTITY = 10_000
+
+
+@lru_cache(maxsize=1)
+def _currencies() -> frozenset[str]:
+    return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
+@lru_cache(maxsize=1)
+def _countries() -> frozenset[str]:
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
+def _currency(v: str) -> str:
+    if v not in _currencies():
+        raise RuleError("iso_4217", "must be an ISO 4217 currency code such as EUR")
+    return v
+
+
+def _country(v: str) -> str:
+    if v not in _countries():
+        raise RuleError("iso_3166_alpha2", "must be an ISO 3166-1 alpha-2 country code such as PT")
+    return v
+
+
+def _decimal_string(v: Any) -> Any:
+    # JSON numbers with a fraction arrive as floats and may already be off by a rounding error.
+    if isinstance(v, float | bool):
+        raise RuleError("decimal_string", 'must be a decimal string such as "19.90"')
+    return v
+
+
+def _money(v: Decimal) -> Decimal:
+    if not v.is_finite():
+        raise RuleError("finite", "must be a finite amount")
+    if v < 0:
+        raise RuleError("non_negative", "must be 0 or more")
+    if v.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise RuleError("max_two_decimals", "must have at most two decimal places")
+    return v
+
+
+def _printable(v: str) -> str:
+    if not v.strip():
+        raise RuleError("not_blank", "must not be blank")
+    return v
+
+
+Money = Annotated[Decimal, BeforeValidator(_decimal_string), AfterValidator(_money)]
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CustomerIn(_Strict):
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    email: EmailStr
+    name: Text
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()-]{5,32}$")] | None = None
+
+
+class AddressIn(_Strict):
+    name: Text
+    line1: Text
+    line2: Annotated[str, Field(max_length=200)] | None = None
+    city: Text
+    postal_code: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_printable)]
+    country: Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_country)]
+
+
+class LineIn(_Strict):
+    sku: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+    quantity: Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
+    unit_price: Money
+
+
+class PaymentIn(_Strict):
+    method: Annotated[str, Field(min_length=1, max_length=32)]
+    status: Literal["authorized", "pending"]
+    reference: Annotated[str, Field(max_length=128)] | None = None
+    amount: Money
+
+
+class OrderIn(_Strict):
+    channel: Annotated[str, Field(min_length=1, max_length=32)]
+    external_id: Annotated[str, Field(min_length=1, max_length=128)]
+    currency: Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
+    customer: CustomerIn
+    shipping_address: AddressIn
+    shipping_method: Literal["standard", "express"]
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
+    payment: PaymentIn
+
+
+class CancelIn(_Strict):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+def order_total(lines: list[LineIn]) -> Decimal:
+    return sum((line.unit_price * line.quantity for line in lines), Decimal("0")).quantize(CENT)
+
+
+def business_rule_errors(order: OrderIn) -> list[dict[str, str]]:
+    """Rules across fields; each names the field it is about."""
+    errors: list[dict[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, line in enumerate(order.lines):
+        if line.sku in seen:
+            errors.append({"field": f"lines[{i}].sku", "rule": "unique_sku",
+                           "message": f"SKU {line.sku} already appears in lines[{seen[line.sku]}]"})
+        seen.setdefault(line.sku, i)
+    total = order_total(order.lines)
+    if order.payment.amount != total:
+        errors.append({"field": "payment.amount", "rule": "equals_total",
+                       "message": f"must equal the order total {total} (sum of quantity x unit_price)"})
+    return errors
+
+
+def line_view(line: LineIn) -> dict[str, Any]:
+    return {"sku": line.sku, "quantity": line.quantity, "unit_price": str(line.unit_price),
+            "line_total": str((line.unit_price * line.quantity).quantize(CENT))}
+
+
+TERMINAL_FOR_CANCEL = frozenset({"cancelled", "rejected"})
+
+
+class OrderView(BaseModel):
+    """The order as the API shows it."""
+
+    order_id: UUID
+    status: str
+    status_reason: str | None
+    channel: str
+    external_id: str
+    customer: dict[str, Any]
+    shipping_address: dict[str, Any]
+    shipping_method: str
+    lines: list[dict[str, Any]]
+    total: str
+    currency: str
+    payment: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime

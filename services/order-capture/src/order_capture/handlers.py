@@ -1,0 +1,163 @@
+"""Use cases of order capture: channel keys, placing, reading, listing and cancelling orders."""
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+from oms_contracts.orders import OrderCancellationRequestedV1, OrderPlacedV1
+from oms_contracts.topics import ORDERS_EVENTS
+from oms_platform import outbox
+from oms_platform.http import ApiError
+from oms_platform.ids import uuid7
+
+from order_capture import repository as repo
+from order_capture.domain import TERMINAL_FOR_CANCEL, OrderIn, line_view, order_total
+
+PRODUCER = "order-capture"
+
+
+def hash_key(key: str) -> bytes:
+    # Keys are 256-bit random tokens, so a plain SHA-256 is enough (no password stretching needed).
+    return hashlib.sha256(key.encode()).digest()
+
+
+class ApiKeys:
+    """Channel keys with a short per-process cache: a key checked once is not looked up again for
+    `ttl` seconds (a revoke here clears it at once; other processes see it within `ttl`)."""
+
+    def __init__(self, get_pool: Callable[[], asyncpg.Pool], ttl: float):
+        self._get_pool, self.ttl = get_pool, ttl
+        self._cache: dict[bytes, tuple[float, str | None]] = {}
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._get_pool()
+
+    async def create(self, channel: str) -> dict[str, Any]:
+        key = f"oms_{secrets.token_urlsafe(32)}"
+        key_id = uuid7()
+        async with self.pool.acquire() as conn:
+            created_at = await repo.insert_api_key(conn, key_id, channel, hash_key(key))
+        return {"key_id": str(key_id), "channel": channel, "key": key, "created_at": created_at.isoformat()}
+
+    async def revoke(self, key_id: UUID) -> bool:
+        async with self.pool.acquire() as conn:
+            key_hash = await repo.revoke_api_key(conn, key_id)
+        if key_hash is None:
+            return False
+        self._cache.pop(key_hash, None)
+        return True
+
+    async def list(self) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            return [dict(r) for r in await repo.list_api_keys(conn)]
+
+    async def channel_of(self, key: str) -> str | None:
+        h = hash_key(key)
+        now = time.monotonic()
+        hit = self._cache.get(h)
+        if hit and hit[0] > now:
+            return hit[1]
+        async with self.pool.acquire() as conn:
+            found = await repo.channel_for_key(conn, h)
+        channel = found[1] if found else None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[h] = (now + self.ttl, channel)
+        return channel
+
+
+def request_hash(order: OrderIn) -> bytes:
+    return hashlib.sha256(orjson.dumps(order.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    v = dict(row)
+    v["order_id"] = str(v["order_id"])
+    for k in ("created_at", "updated_at"):
+        if isinstance(v[k], datetime):
+            v[k] = v[k].isoformat()
+    return v
+
+
+async def place_order(pool: asyncpg.Pool, order: OrderIn, idempotency_key: str) -> dict[str, Any]:
+    """Stores the order, its idempotency key and its OrderPlaced event in one transaction. A repeat of
+    the same key and body returns the first response; a different body with the key is a conflict."""
+    digest = request_hash(order)
+    order_id = uuid7()
+    now = datetime.now(UTC)
+    body = order.model_dump(mode="json")
+    total = order_total(order.lines)
+    view = {
+        "order_id": str(order_id), "status": "pending", "status_reason": None,
+        "channel": order.channel, "external_id": order.external_id,
+        "customer": body["customer"], "shipping_address": body["shipping_address"],
+        "shipping_method": order.shipping_method, "lines": [line_view(li) for li in order.lines],
+        "total": str(total), "currency": order.currency, "payment": body["payment"],
+        "created_at": now.isoformat(), "updated_at": now.isoformat(),
+    }
+    event = OrderPlacedV1(
+        order_id=order_id, channel=order.channel, external_id=order.external_id, currency=order.currency,
+        customer=body["customer"], shipping_address=body["shipping_address"],
+        shipping_method=order.shipping_method, lines=body["lines"], payment=body["payment"], total=total,
+        created_at=now,
+    )
+    _, message = outbox.event_message(ORDERS_EVENTS, event, producer=PRODUCER, order_id=order_id)
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                if await repo.claim_idempotency_key(conn, order.channel, idempotency_key, digest, order_id, view):
+                    await repo.insert_order(conn, {**view, "order_id": order_id, "created_at": now,
+                                                   "customer": body["customer"], "total": total})
+                    await outbox.enqueue(conn, [message])
+                    return view
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "orders_channel_external_id":
+                raise
+            existing = await repo.order_id_by_external_id(conn, order.channel, order.external_id)
+            raise ApiError(
+                409, "duplicate_external_id",
+                f"channel {order.channel} already has an order with external_id {order.external_id}: {existing}",
+                [{"field": "external_id", "rule": "unique_per_channel", "message": f"existing order {existing}"}],
+            ) from exc
+        first = await repo.get_idempotency_key(conn, order.channel, idempotency_key)
+    if first is None:  # pragma: no cover - the key was seen a statement ago
+        raise ApiError(409, "idempotency_conflict", "retry the request")
+    if first["request_hash"] != digest:
+        raise ApiError(
+            409, "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request body",
+            [{"field": "Idempotency-Key", "rule": "same_body_for_same_key",
+              "message": f"already used for order {first['order_id']}"}],
+        )
+    return first["response"]
+
+
+async def get_order(pool: asyncpg.Pool, order_id: UUID, channel: str | None) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        row = await repo.get_order(conn, order_id)
+    # Another channel's order is answered as not found, so order ids do not leak across channels.
+    if row is None or (channel is not None and row["channel"] != channel):
+        raise ApiError(404, "not_found", f"order {order_id} not found")
+    return order_view(row)
+
+
+async def request_cancellation(
+    pool: asyncpg.Pool, order_id: UUID, reason: str, channel: str | None, requested_by: str
+) -> dict[str, Any]:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT channel, status FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
+        if row is None or (channel is not None and row["channel"] != channel):
+            raise ApiError(404, "not_found", f"order {order_id} not found")
+        if row["status"] in TERMINAL_FOR_CANCEL:
+            raise ApiError(409, "not_cancellable", f"order {order_id} is already {row['status']}")
+        event = OrderCancellationRequestedV1(order_id=order_id, reason=reason, requested_by=requested_by)
+        _, message = outbox.event_message(ORDERS_EVENTS, event, producer=PRODUCER, order_id=order_id)
+        await outbox.enqueue(conn, [message])
+    return {"order_id": str(order_id), "status": row["status"], "cancellation": "requested", "reason": reason}

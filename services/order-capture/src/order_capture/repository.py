@@ -1,0 +1,124 @@
+"""SQL of order capture. Every function takes an open connection; the caller owns the transaction."""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+ORDER_COLUMNS = """order_id, status, status_reason, channel, external_id, customer, shipping_address,
+    shipping_method, lines, total::text AS total, currency, payment, created_at, updated_at"""
+
+
+async def insert_api_key(conn: asyncpg.Connection, key_id: UUID, channel: str, key_hash: bytes) -> datetime:
+    return await conn.fetchval(
+        "INSERT INTO api_keys (key_id, channel, key_hash) VALUES ($1, $2, $3) RETURNING created_at",
+        key_id, channel, key_hash,
+    )
+
+
+async def channel_for_key(conn: asyncpg.Connection, key_hash: bytes) -> tuple[UUID, str] | None:
+    row = await conn.fetchrow(
+        "SELECT key_id, channel FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash
+    )
+    return (row["key_id"], row["channel"]) if row else None
+
+
+async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID) -> bytes | None:
+    return await conn.fetchval(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1 RETURNING key_hash", key_id
+    )
+
+
+async def list_api_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT key_id, channel, created_at, revoked_at FROM api_keys ORDER BY created_at DESC LIMIT 1000"
+    )
+
+
+async def claim_idempotency_key(
+    conn: asyncpg.Connection, channel: str, key: str, request_hash: bytes, order_id: UUID, response: dict
+) -> bool:
+    """True when the key is new (claimed in this transaction); a concurrent request with the same key
+    waits here for the first one's transaction and then finds the key taken."""
+    return bool(await conn.fetchval(
+        """INSERT INTO idempotency_keys (channel, key, request_hash, order_id, response)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
+        channel, key, request_hash, order_id, response,
+    ))
+
+
+async def get_idempotency_key(conn: asyncpg.Connection, channel: str, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT request_hash, order_id, response FROM idempotency_keys WHERE channel = $1 AND key = $2",
+        channel, key,
+    )
+
+
+async def insert_order(conn: asyncpg.Connection, o: dict[str, Any]) -> None:
+    await conn.execute(
+        """INSERT INTO orders (order_id, channel, external_id, status, customer_id, customer, shipping_address,
+               shipping_method, currency, total, payment, lines, created_at, updated_at)
+           VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9::numeric, $10, $11, $12, $12)""",
+        o["order_id"], o["channel"], o["external_id"], o["customer"]["id"], o["customer"],
+        o["shipping_address"], o["shipping_method"], o["currency"], o["total"], o["payment"], o["lines"],
+        o["created_at"],
+    )
+
+
+async def order_id_by_external_id(conn: asyncpg.Connection, channel: str, external_id: str) -> UUID | None:
+    return await conn.fetchval(
+        "SELECT order_id FROM orders WHERE channel = $1 AND external_id = $2", channel, external_id
+    )
+
+
+async def get_order(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)
+
+
+async def list_orders(
+    conn: asyncpg.Connection,
+    *,
+    channel: str | None,
+    status: str | None,
+    customer_id: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    where, args = [], []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if channel is not None:
+        where.append(f"channel = {arg(channel)}")
+    if status is not None:
+        where.append(f"status = {arg(status)}")
+    if customer_id is not None:
+        where.append(f"customer_id = {arg(customer_id)}")
+    if created_from is not None:
+        where.append(f"created_at >= {arg(created_from)}")
+    if created_to is not None:
+        where.append(f"created_at < {arg(created_to)}")
+    if after is not None:
+        where.append(f"(created_at, order_id) < ({arg(after[0])}, {arg(after[1])})")
+    sql = f"SELECT {ORDER_COLUMNS} FROM orders"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY created_at DESC, order_id DESC LIMIT {arg(limit)}"
+    return await conn.fetch(sql, *args)
+
+
+async def apply_status(
+    conn: asyncpg.Connection, order_id: UUID, status: str, reason: str | None, changed_at: datetime
+) -> bool:
+    """Applies a status change unless a later one was applied already (guards against reordering)."""
+    result = await conn.execute(
+        """UPDATE orders SET status = $2, status_reason = $3, status_changed_at = $4, updated_at = now()
+           WHERE order_id = $1 AND (status_changed_at IS NULL OR status_changed_at <= $4)""",
+        order_id, status, reason, changed_at,
+    )
+    return result.endswith(" 1")
