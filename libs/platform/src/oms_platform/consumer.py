@@ -20,10 +20,10 @@ from uuid import UUID
 
 import asyncpg
 from aiokafka import ConsumerRecord
-from oms_contracts import Envelope, parse_payload
-from oms_contracts.topics import dlq
 from pydantic import BaseModel, ValidationError
 
+from oms_contracts import Envelope, parse_payload
+from oms_contracts.topics import dlq
 from oms_platform import inbox, metrics, outbox, telemetry
 
 log = logging.getLogger(__name__)

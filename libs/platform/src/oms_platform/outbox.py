@@ -15,9 +15,9 @@ from uuid import UUID
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
-from oms_contracts import Envelope, new_envelope
 from pydantic import BaseModel
 
+from oms_contracts import Envelope, new_envelope
 from oms_platform import db, faults, metrics, telemetry
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
-from oms_contracts.topics import dlq
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from oms_contracts.topics import dlq
 from oms_platform import db, kafka, telemetry
 from oms_platform.consumer import BatchProcessor, ConsumerSpec, subscribe
 from oms_platform.http import ORJSONResponse, PlatformMiddleware, install_error_handlers

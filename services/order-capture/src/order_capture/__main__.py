@@ -1,5 +1,4 @@
 from oms_platform.runtime import serve
-
 from order_capture.bootstrap import build_app
 from order_capture.settings import Settings
 

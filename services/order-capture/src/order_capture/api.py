@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, Field
+
 from oms_contracts.orders import OrderStatus
 from oms_platform.http import (
     ApiError,
@@ -19,8 +21,6 @@ from oms_platform.http import (
     operator_dependency,
     unauthorized,
 )
-from pydantic import BaseModel, Field
-
 from order_capture import handlers
 from order_capture import repository as repo
 from order_capture.domain import CancelIn, OrderIn, business_rule_errors

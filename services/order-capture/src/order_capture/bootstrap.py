@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from fastapi import FastAPI
+
 from oms_contracts.topics import ORDERS_EVENTS
 from oms_platform.runtime import ServiceRuntime, create_app
-
 from order_capture import consumers
 from order_capture.api import build_router
 from order_capture.handlers import ApiKeys

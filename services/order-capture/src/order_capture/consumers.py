@@ -3,7 +3,6 @@
 from oms_contracts.orders import OrderStatusChangedV1
 from oms_contracts.topics import ORDERS_STATUS
 from oms_platform.consumer import ConsumerSpec, MessageContext
-
 from order_capture import repository as repo
 
 

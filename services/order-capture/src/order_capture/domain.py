@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import pycountry
-from oms_platform.http import RuleError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
+
+from oms_platform.http import RuleError
 
 CENT = Decimal("0.01")
 MAX_LINES = 500

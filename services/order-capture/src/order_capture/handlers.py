@@ -10,12 +10,12 @@ from uuid import UUID
 
 import asyncpg
 import orjson
+
 from oms_contracts.orders import OrderCancellationRequestedV1, OrderPlacedV1
 from oms_contracts.topics import ORDERS_EVENTS
 from oms_platform import outbox
 from oms_platform.http import ApiError
 from oms_platform.ids import uuid7
-
 from order_capture import repository as repo
 from order_capture.domain import TERMINAL_FOR_CANCEL, OrderIn, line_view, order_total
 

@@ -1,0 +1,40 @@
+# Everything runs from the repository root. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# uv is installed into a project-local tool venv when the machine has none (a fresh machine).
+UV := $(shell command -v uv 2>/dev/null || echo .cache/tools/bin/uv)
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+deps: ## install Python dependencies from the lock file (installs uv if missing)
+	@command -v uv >/dev/null || [ -x "$(UV)" ] || { echo "installing uv into .cache/tools"; \
+	  python3 -m venv .cache/tools && .cache/tools/bin/pip install --quiet uv==0.13.9; }
+	@$(UV) sync --frozen --quiet
+
+up: deps ## start Kafka, PostgreSQL and every service in the background; returns when all are ready
+	@deploy/local/infra.sh dev start
+	@deploy/local/services.sh up
+	@echo "Kafka: 127.0.0.1:9092   PostgreSQL: 127.0.0.1:55432   logs: .local/dev/logs/"
+
+down: ## stop everything `make up` started (data stays)
+	@deploy/local/services.sh down
+	@deploy/local/infra.sh dev stop
+
+clean: down ## stop everything and remove its data
+	@deploy/local/infra.sh dev clean
+
+status: ## what is running
+	@deploy/local/infra.sh dev status
+	@deploy/local/services.sh status
+
+test: deps ## the whole test suite against real Kafka and PostgreSQL
+	@$(UV) run --frozen pytest
+
+lint: deps ## ruff
+	@$(UV) run --frozen ruff check libs services tests bench
+
+bench: up ## benchmarks (capture throughput and latency vs a bare FastAPI+asyncpg endpoint)
+	@$(UV) run --frozen python -m bench
+
+.PHONY: help deps up down clean status test lint bench
