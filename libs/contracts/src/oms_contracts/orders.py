@@ -83,6 +83,17 @@ class OrderCancellationRequestedV1(_Contract):
     requested_by: str
 
 
+class OrderCancellationRefusedV1(_Contract):
+    """The saga refused a cancellation (e.g. already dispatched); the status is unchanged."""
+
+    EVENT_TYPE: ClassVar[str] = "OrderCancellationRefused"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    order_id: UUID
+    reason: str
+    status: OrderStatus
+
+
 class OrderStatusChangedV1(_Contract):
     EVENT_TYPE: ClassVar[str] = "OrderStatusChanged"
     EVENT_VERSION: ClassVar[int] = 1
