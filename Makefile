@@ -15,7 +15,7 @@ deps: ## install Python dependencies from the lock file (installs uv if missing)
 up: deps ## start Kafka, PostgreSQL and every service in the background; returns when all are ready
 	@deploy/local/infra.sh dev start
 	@deploy/local/services.sh up
-	@echo "Kafka: 127.0.0.1:9092   PostgreSQL: 127.0.0.1:55432   logs: .local/dev/logs/"
+	@echo "Kafka: 127.0.0.1:9092   PostgreSQL: 127.0.0.1:55432   Zipkin: http://127.0.0.1:9411   logs: .local/dev/logs/"
 
 down: ## stop everything `make up` started (data stays)
 	@deploy/local/services.sh down

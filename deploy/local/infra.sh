@@ -4,6 +4,7 @@
 # system's binaries in a private data folder. Two profiles keep `make up` and `make test` apart:
 #   dev  - Kafka 9092, PostgreSQL 55432, data in .local/dev   (make up / down / clean)
 #   test - Kafka 19092, PostgreSQL 55433, data in .local/test (make test; wiped at every start)
+# The dev profile also runs Zipkin (the trace UI, 127.0.0.1:9411) unless OMS_ZIPKIN=0.
 # Usage: infra.sh <dev|test> <start|stop|status|clean|env>
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -125,6 +126,35 @@ start_kafka() {
   echo "Kafka did not start in 60s; see $LOGS" >&2; exit 1
 }
 
+ZIPKIN_VERSION=3.6.1
+ZIPKIN_JAR="$ROOT/.cache/zipkin/zipkin-server-$ZIPKIN_VERSION-exec.jar"
+ZIPKIN_PORT=${ZIPKIN_PORT:-9411}
+
+start_zipkin() {
+  [ "$PROFILE" = dev ] && [ "${OMS_ZIPKIN:-1}" != 0 ] || return 0
+  if alive "$RUN/zipkin.pid"; then log "Zipkin already running on $ZIPKIN_PORT"; return; fi
+  if [ ! -f "$ZIPKIN_JAR" ]; then
+    ensure_java
+    log "fetching the Zipkin server from Maven Central into .cache/zipkin (first run only)"
+    mvn -q -B -f "$ROOT/deploy/local/zipkin-pom.xml" -Dmaven.repo.local="$M2" dependency:copy \
+      -Dartifact="io.zipkin:zipkin-server:$ZIPKIN_VERSION:jar:exec" -DoutputDirectory="$ROOT/.cache/zipkin"
+  fi
+  log "starting Zipkin (in-memory storage) on 127.0.0.1:$ZIPKIN_PORT"
+  QUERY_PORT=$ZIPKIN_PORT STORAGE_TYPE=mem MEM_MAX_SPANS=200000 nohup java -Xms64m -Xmx384m -XX:+UseSerialGC \
+    -Darmeria.ports[0].ip=127.0.0.1 -Darmeria.ports[0].port="$ZIPKIN_PORT" -Darmeria.ports[0].protocols[0]=http -jar "$ZIPKIN_JAR" > "$LOGS/zipkin.log" 2>&1 &
+  echo $! > "$RUN/zipkin.pid"
+  # Services export spans in the background, so they need not wait for Zipkin to finish starting.
+}
+
+stop_zipkin() {
+  if alive "$RUN/zipkin.pid"; then
+    local pid; pid=$(cat "$RUN/zipkin.pid"); log "stopping Zipkin (pid $pid)"
+    kill "$pid"; for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$RUN/zipkin.pid"
+}
+
 stop_kafka() {
   if alive "$RUN/kafka.pid"; then
     local pid; pid=$(cat "$RUN/kafka.pid"); log "stopping Kafka (pid $pid)"
@@ -140,12 +170,15 @@ case "$CMD" in
       "$0" test stop >/dev/null 2>&1 || true; rm -rf "$STATE"
     fi
     mkdir -p "$RUN" "$LOGS"
-    start_pg; start_kafka ;;
-  stop) mkdir -p "$RUN"; stop_kafka; stop_pg ;;
+    start_pg; start_kafka; start_zipkin ;;
+  stop) mkdir -p "$RUN"; stop_zipkin; stop_kafka; stop_pg ;;
   status)
     alive "$RUN/kafka.pid" && echo "kafka: running on $KAFKA_PORT" || echo "kafka: stopped"
-    port_open "$PG_PORT" && echo "postgres: running on $PG_PORT" || echo "postgres: stopped" ;;
+    port_open "$PG_PORT" && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"
+    [ "$PROFILE" = dev ] && { alive "$RUN/zipkin.pid" && echo "zipkin: running on $ZIPKIN_PORT" || echo "zipkin: stopped"; } ;;
   clean) "$0" "$PROFILE" stop; log "removing $STATE"; rm -rf "$STATE" ;;
-  env) echo "KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"; echo "PG_ADMIN_DSN=postgresql://$PG_SUPERUSER@127.0.0.1:$PG_PORT/postgres" ;;
+  env)
+    echo "KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"; echo "PG_ADMIN_DSN=postgresql://$PG_SUPERUSER@127.0.0.1:$PG_PORT/postgres"
+    if [ "$PROFILE" = dev ] && alive "$RUN/zipkin.pid"; then echo "ZIPKIN_SPANS=http://127.0.0.1:$ZIPKIN_PORT/api/v2/spans"; fi ;;
   *) echo "unknown command $CMD" >&2; exit 2 ;;
 esac

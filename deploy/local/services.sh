@@ -30,7 +30,7 @@ case "$CMD" in
       if alive "$RUN/$name.pid"; then echo "[services] $name already running on :$port"; continue; fi
       echo "[services] starting $name on 127.0.0.1:$port"
       SERVICE_NAME="$name" HTTP_PORT="$port" DATABASE_URL="postgresql://$db@$pg_host_port/$db" \
-        KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP" \
+        KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP" ZIPKIN_ENDPOINT="${ZIPKIN_ENDPOINT:-${ZIPKIN_SPANS:-}}" \
         nohup "$PY" -m "$module" >> "$LOGS/$name.log" 2>&1 &
       echo $! > "$RUN/$name.pid"
     done < <(services)
