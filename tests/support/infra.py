@@ -73,10 +73,13 @@ def _start_docker() -> Infra:
 
 def _start_local() -> Infra:
     script = ROOT / "deploy" / "local" / "infra.sh"
+    status = subprocess.run([str(script), "test", "status"], capture_output=True, text=True).stdout
+    already_running = "kafka: running" in status and "postgres: running" in status
     subprocess.run([str(script), "test", "start"], check=True)
     out = subprocess.run([str(script), "test", "env"], check=True, capture_output=True, text=True).stdout
     env = dict(line.split("=", 1) for line in out.split())
-    keep = os.environ.get("OMS_TEST_KEEP_INFRA") == "1"
+    # Servers this run found running (another run's, or kept with OMS_TEST_KEEP_INFRA=1) stay up.
+    keep = already_running or os.environ.get("OMS_TEST_KEEP_INFRA") == "1"
 
     def stop() -> None:
         if not keep:

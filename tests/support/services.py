@@ -46,6 +46,8 @@ class ServiceProcess:
             "DATABASE_URL": database_url,
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
             "OUTBOX_POLL_INTERVAL": "0.2",
+            # Each test's consumer groups are new: start at the end, not at other tests' history.
+            "KAFKA_AUTO_OFFSET_RESET": "latest",
             "LOG_LEVEL": "WARNING",
             **(env or {}),
         }

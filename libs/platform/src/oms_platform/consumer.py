@@ -124,6 +124,13 @@ class BatchProcessor:
         metrics.CONSUMER_BATCH.labels(self.spec.name).observe(time.perf_counter() - started)
 
     async def _apply(self, conn: asyncpg.Connection, rec: ConsumerRecord, env: Envelope, handler: Handler) -> None:
+        try:
+            payload = parse_payload(env.event_type, env.event_version, env.payload)
+        except (ValidationError, LookupError) as exc:
+            # A payload that does not parse will not parse on a retry either. (Parsed here, outside
+            # the handler's try: a KeyError or ValidationError of the handler is retried like any error.)
+            await self._dead_letter(conn, rec, f"invalid payload: {exc}")
+            return
         for attempt in range(1, self.max_attempts + 1):
             ctx_trace = telemetry.extract_context(rec.headers)
             try:
@@ -133,7 +140,6 @@ class BatchProcessor:
                     span.set_attribute("messaging.destination.name", rec.topic)
                     span.set_attribute("oms.order_id", str(env.order_id))
                     async with conn.transaction():  # a savepoint: a failed attempt leaves no trace
-                        payload = parse_payload(env.event_type, env.event_version, env.payload)
                         ctx = MessageContext(conn, env, payload, rec, self.producer)
                         await handler(ctx)
                         await outbox.enqueue(conn, ctx.outgoing)
@@ -141,10 +147,6 @@ class BatchProcessor:
                 return
             except INFRA_ERRORS:
                 raise
-            except (ValidationError, LookupError) as exc:
-                # A payload that does not parse will not parse on a retry either.
-                await self._dead_letter(conn, rec, f"invalid payload: {exc}")
-                return
             except Exception as exc:
                 if attempt == self.max_attempts:
                     log.exception("event %s failed %d times; dead-lettering", env.event_id, attempt)
@@ -169,22 +171,26 @@ class BatchProcessor:
         await outbox.enqueue(conn, [outbox.OutgoingMessage(dlq(rec.topic), key, value, headers)])
 
 
-def subscribe(broker: Any, processor: BatchProcessor, *, max_records: int = 500) -> None:
+def subscribe(
+    broker: Any, processor: BatchProcessor, *, max_records: int = 500, auto_offset_reset: str = "earliest"
+) -> Any:
     """Binds a BatchProcessor to a faststream KafkaBroker as a batch subscriber. Offsets are
     committed only after the batch's transaction commits; on an error the batch is sought back
     and redelivered (after a pause, so a database outage is not a busy loop)."""
     from faststream import AckPolicy
     from faststream.kafka.annotations import KafkaMessage
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         *processor.spec.topics,
         group_id=processor.group_id,
         batch=True,
         max_records=max_records,
         batch_timeout_ms=50,
-        auto_offset_reset="earliest",
+        auto_offset_reset=auto_offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
+
+    @subscriber
     async def _on_batch(message: KafkaMessage) -> None:
         records = message.raw_message
         if not isinstance(records, tuple | list):
@@ -195,3 +201,5 @@ def subscribe(broker: Any, processor: BatchProcessor, *, max_records: int = 500)
             log.exception("batch of %d failed; it will be redelivered", len(records))
             await asyncio.sleep(1.0)
             raise
+
+    return subscriber

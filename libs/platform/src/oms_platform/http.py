@@ -70,7 +70,9 @@ def _validation_fields(exc: RequestValidationError) -> list[dict[str, str]]:
         ctx = err.get("ctx") or {}
         if rule == "value_error" and isinstance(ctx.get("error"), ValueError):
             rule = getattr(ctx["error"], "rule", rule)
-        fields.append({"field": _loc_to_field(tuple(err.get("loc", ()))), "rule": rule, "message": msg})
+        # A JSON syntax error's loc is ("body", <character offset>): it is about the body as a whole.
+        field = "body" if rule == "json_invalid" else _loc_to_field(tuple(err.get("loc", ())))
+        fields.append({"field": field, "rule": rule, "message": msg})
     return fields
 
 
@@ -117,51 +119,56 @@ class PlatformMiddleware:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            return await self._too_large(send)
+        trace_headers: dict[str, str] = {}
+        for name, value in scope["headers"]:  # read only the few headers needed here
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_body_bytes:
+                    return await self._too_large(send)
+            elif name in (b"traceparent", b"tracestate"):
+                trace_headers[name.decode()] = value.decode("latin-1")
         received = 0
-        too_large = False
-
-        async def limited_receive() -> dict:
-            nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    too_large = True
-                    raise _BodyTooLarge()
-            return message
-
         status = 500
         started = False
+        refused = False
+
+        async def limited_receive() -> dict:
+            # A body without Content-Length (chunked) is counted as it arrives: past the limit the
+            # client gets its 413 at once and the app sees a disconnect (its own answer is dropped).
+            nonlocal received, status, started, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    refused = True
+                    if not started:
+                        started, status = True, 413
+                        await self._too_large(send)
+                    return {"type": "http.disconnect"}
+            return message
 
         async def tracked_send(message: dict) -> None:
             nonlocal status, started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started = True
             await send(message)
 
         t0 = time.perf_counter()
-        ctx = telemetry.extract_context(headers)
+        ctx = telemetry.extract_context(trace_headers) if trace_headers else None
         with self.tracer.start_as_current_span(
-            f"{scope['method']} {scope['path']}", context=ctx, kind=trace.SpanKind.SERVER
+            scope["method"], context=ctx, kind=trace.SpanKind.SERVER, record_exception=False
         ) as span:
-            try:
-                await self.app(scope, limited_receive, tracked_send)
-            except _BodyTooLarge:
-                if not started:
-                    status = 413
-                    await self._too_large(send)
-            route = scope.get("route")
-            route_path = getattr(route, "path", "unmatched")
-            span.update_name(f"{scope['method']} {route_path}")
-            span.set_attribute("http.status_code", status)
+            await self.app(scope, limited_receive, tracked_send)
+            route_path = getattr(scope.get("route"), "path", "unmatched")
+            if span.is_recording():
+                span.update_name(f"{scope['method']} {route_path}")
+                span.set_attribute("http.request.method", scope["method"])
+                span.set_attribute("http.route", route_path)
+                span.set_attribute("http.response.status_code", status)
         metrics.HTTP_REQUESTS.labels(scope["method"], route_path, str(status)).inc()
         metrics.HTTP_LATENCY.labels(scope["method"], route_path).observe(time.perf_counter() - t0)
-        del too_large
 
     async def _too_large(self, send: Any) -> None:
         body = orjson.dumps(error_body(
@@ -171,10 +178,6 @@ class PlatformMiddleware:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def bearer_token(request: Request) -> str | None:

@@ -10,7 +10,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from uuid import UUID
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 import asyncpg
 import orjson
@@ -65,6 +66,45 @@ def event_message(
         event, producer=producer, order_id=order_id, correlation_id=correlation_id, causation_id=causation_id
     )
     return env, envelope_message(topic, env)
+
+
+def payload_message(
+    topic: str,
+    event_type: str,
+    event_version: int,
+    payload: dict,
+    *,
+    producer: str,
+    order_id: UUID,
+    correlation_id: UUID | None = None,
+    causation_id: UUID | None = None,
+) -> OutgoingMessage:
+    """Like event_message, for a payload that is already plain JSON data validated upstream (the hot
+    path of order capture): no second round of model validation. Tests check it against the model."""
+    env = Envelope.model_construct(
+        event_id=uuid4(), event_type=event_type, event_version=event_version, occurred_at=datetime.now(UTC),
+        producer=producer, order_id=order_id, correlation_id=correlation_id or order_id,
+        causation_id=causation_id, payload=payload,
+    )
+    return envelope_message(topic, env)
+
+
+def insert_cte(source: str, first_param: int) -> str:
+    """SQL of a data-modifying CTE body that writes one outbox row per row of `source` (an earlier CTE),
+    taking topic, key, value and headers from parameters $first_param..$first_param+3 (see cte_params).
+    Lets a service write its state change and its message in ONE statement (one round trip)."""
+    p = first_param
+    return (
+        f"INSERT INTO outbox (topic, key, value, headers) SELECT ${p}, ${p + 1}, ${p + 2}, ${p + 3}::text::jsonb "
+        f"FROM {source} RETURNING 1"
+    )
+
+
+def cte_params(message: OutgoingMessage) -> tuple[str, str, bytes, str]:
+    return message.topic, message.key, message.value, orjson.dumps(message.headers).decode()
+
+
+NOTIFY_SQL = f"pg_notify('{NOTIFY_CHANNEL}', '')"
 
 
 _INSERT = f"""

@@ -39,6 +39,7 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self.broker = None
         self.processors: list[BatchProcessor] = []
+        self.subscribers: list = []
 
     @property
     def name(self) -> str:
@@ -53,7 +54,9 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         s = self.settings
-        telemetry.setup(s.service_name, log_level=s.log_level, zipkin_endpoint=s.zipkin_endpoint)
+        telemetry.setup(
+            s.service_name, log_level=s.log_level, zipkin_endpoint=s.zipkin_endpoint, sample_ratio=s.trace_sample_ratio
+        )
         self.pool = await db.create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
         await db.migrate(self.pool, self.migrations)
         await kafka.ensure_topics(s.kafka_bootstrap_servers, self.topics())
@@ -73,7 +76,9 @@ class ServiceRuntime:
                     max_attempts=s.consumer_max_attempts,
                 )
                 self.processors.append(proc)
-                subscribe(self.broker, proc, max_records=s.consumer_max_records)
+                self.subscribers.append(subscribe(
+                    self.broker, proc, max_records=s.consumer_max_records, auto_offset_reset=s.kafka_auto_offset_reset
+                ))
             await self.broker.start()
         log.info("%s started on %s:%d", s.service_name, s.http_host, s.http_port)
 
@@ -94,7 +99,23 @@ class ServiceRuntime:
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             checks["database"] = f"error: {type(exc).__name__}"
         checks["kafka"] = await self._kafka_check()
+        if self.subscribers:
+            checks["consumers"] = await self._consumers_check()
         return checks
+
+    async def _consumers_check(self) -> str:
+        """Ready to consume once the group gave this process its partitions and their start offsets
+        are resolved (so with auto_offset_reset=latest nothing produced after readiness is skipped)."""
+        for sub in self.subscribers:
+            consumer = sub.consumer
+            if consumer is None or not consumer.assignment():
+                return "waiting for partition assignment"
+            try:
+                for tp in consumer.assignment():
+                    await asyncio.wait_for(consumer.position(tp), 2)
+            except Exception as exc:  # noqa: BLE001 - a rebalance in progress: not ready yet
+                return f"waiting: {type(exc).__name__}"
+        return "ok"
 
     async def _kafka_check(self) -> str:
         try:
@@ -121,7 +142,12 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, version=version, lifespan=lifespan, default_response_class=ORJSONResponse)
+    # FastAPI's own telemetry is off: PlatformMiddleware makes the one server span per request (and
+    # the metrics), so requests are not traced twice.
+    app = FastAPI(
+        title=title, version=version, lifespan=lifespan, default_response_class=ORJSONResponse,
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(PlatformMiddleware, max_body_bytes=runtime.settings.max_body_bytes)

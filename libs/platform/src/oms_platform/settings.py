@@ -1,5 +1,7 @@
 """Settings read from the environment, one class per service (subclass ServiceSettings)."""
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,10 +18,15 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Group ids are per service; a suffix lets tests and side-by-side installs run apart.
     kafka_group_suffix: str = ""
+    # Where a consumer group with no committed offset starts: "earliest" loses nothing (production);
+    # "latest" lets a throwaway group (tests, a bench) skip the history of a shared topic.
+    kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     oms_admin_token: str | None = None
     log_level: str = "INFO"
     # Traces go to Zipkin's v2 API when set (e.g. http://127.0.0.1:9411/api/v2/spans).
     zipkin_endpoint: str | None = None
+    # Share of new traces recorded when exporting (a caller's sampled flag is honoured).
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
     outbox_relay_enabled: bool = True
     outbox_poll_interval: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1)

@@ -10,6 +10,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 
 _configured = False
 
@@ -38,7 +39,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def setup(service: str, *, log_level: str = "INFO", zipkin_endpoint: str | None = None) -> None:
+def setup(
+    service: str, *, log_level: str = "INFO", zipkin_endpoint: str | None = None, sample_ratio: float = 1.0
+) -> None:
     global _configured
     if _configured:
         return
@@ -52,7 +55,10 @@ def setup(service: str, *, log_level: str = "INFO", zipkin_endpoint: str | None 
     for noisy in ("aiokafka", "faststream", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    # Without an exporter nothing is recorded (spans cost next to nothing), but every span still gets a
+    # valid context, so trace ids still flow from HTTP callers into Kafka headers and on downstream.
+    sampler = ParentBased(TraceIdRatioBased(sample_ratio)) if zipkin_endpoint else ALWAYS_OFF
+    provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=sampler)
     if zipkin_endpoint:
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 

@@ -73,10 +73,6 @@ class ApiKeys:
         return channel
 
 
-def request_hash(order: OrderIn) -> bytes:
-    return hashlib.sha256(orjson.dumps(order.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).digest()
-
-
 def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     v = dict(row)
     v["order_id"] = str(v["order_id"])
@@ -87,36 +83,33 @@ def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
 
 
 async def place_order(pool: asyncpg.Pool, order: OrderIn, idempotency_key: str) -> dict[str, Any]:
-    """Stores the order, its idempotency key and its OrderPlaced event in one transaction. A repeat of
+    """Stores the order, its idempotency key and its OrderPlaced event in one statement. A repeat of
     the same key and body returns the first response; a different body with the key is a conflict."""
-    digest = request_hash(order)
+    body = order.model_dump(mode="json")
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
     order_id = uuid7()
     now = datetime.now(UTC)
-    body = order.model_dump(mode="json")
     total = order_total(order.lines)
+    created_at = now.isoformat()
     view = {
         "order_id": str(order_id), "status": "pending", "status_reason": None,
         "channel": order.channel, "external_id": order.external_id,
         "customer": body["customer"], "shipping_address": body["shipping_address"],
         "shipping_method": order.shipping_method, "lines": [line_view(li) for li in order.lines],
         "total": str(total), "currency": order.currency, "payment": body["payment"],
-        "created_at": now.isoformat(), "updated_at": now.isoformat(),
+        "created_at": created_at, "updated_at": created_at,
     }
-    event = OrderPlacedV1(
-        order_id=order_id, channel=order.channel, external_id=order.external_id, currency=order.currency,
-        customer=body["customer"], shipping_address=body["shipping_address"],
-        shipping_method=order.shipping_method, lines=body["lines"], payment=body["payment"], total=total,
-        created_at=now,
+    # The OrderPlacedV1 payload, from data validated a moment ago (tests check it against the model).
+    payload = {**body, "order_id": str(order_id), "total": str(total), "created_at": created_at}
+    message = outbox.payload_message(
+        ORDERS_EVENTS, OrderPlacedV1.EVENT_TYPE, OrderPlacedV1.EVENT_VERSION, payload,
+        producer=PRODUCER, order_id=order_id,
     )
-    _, message = outbox.event_message(ORDERS_EVENTS, event, producer=PRODUCER, order_id=order_id)
+    row = {**body, "order_id": order_id, "created_at": now, "total": total, "lines": view["lines"]}
     async with pool.acquire() as conn:
         try:
-            async with conn.transaction():
-                if await repo.claim_idempotency_key(conn, order.channel, idempotency_key, digest, order_id, view):
-                    await repo.insert_order(conn, {**view, "order_id": order_id, "created_at": now,
-                                                   "customer": body["customer"], "total": total})
-                    await outbox.enqueue(conn, [message])
-                    return view
+            if await repo.place_order(conn, row, idempotency_key, digest, view, message):
+                return view
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "orders_channel_external_id":
                 raise

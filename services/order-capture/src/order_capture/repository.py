@@ -6,6 +6,8 @@ from uuid import UUID
 
 import asyncpg
 
+from oms_platform import outbox
+
 ORDER_COLUMNS = """order_id, status, status_reason, channel, external_id, customer, shipping_address,
     shipping_method, lines, total::text AS total, currency, payment, created_at, updated_at"""
 
@@ -36,33 +38,42 @@ async def list_api_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     )
 
 
-async def claim_idempotency_key(
-    conn: asyncpg.Connection, channel: str, key: str, request_hash: bytes, order_id: UUID, response: dict
+# One statement, one round trip, atomic: claim the Idempotency-Key; only if it was new, insert the
+# order; only if the order was inserted, write its OrderPlaced into the outbox and wake the relay.
+# A concurrent request with the same key waits on the key's unique index and then claims nothing.
+_PLACE_ORDER = f"""
+WITH idem AS (
+    INSERT INTO idempotency_keys (channel, key, request_hash, order_id, response)
+    VALUES ($2, $13, $14, $1, $15)
+    ON CONFLICT DO NOTHING
+    RETURNING order_id
+), ins AS (
+    INSERT INTO orders (order_id, channel, external_id, status, customer_id, customer, shipping_address,
+                        shipping_method, currency, total, payment, lines, created_at, updated_at)
+    SELECT $1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9::numeric, $10, $11, $12, $12 FROM idem
+    RETURNING order_id
+), ob AS ({outbox.insert_cte("ins", 16)})
+SELECT EXISTS (SELECT 1 FROM ins) AS created, (SELECT {outbox.NOTIFY_SQL} FROM ob) AS notified
+"""
+
+
+async def place_order(
+    conn: asyncpg.Connection, o: dict[str, Any], idempotency_key: str, request_hash: bytes,
+    response: dict[str, Any], message: outbox.OutgoingMessage,
 ) -> bool:
-    """True when the key is new (claimed in this transaction); a concurrent request with the same key
-    waits here for the first one's transaction and then finds the key taken."""
-    return bool(await conn.fetchval(
-        """INSERT INTO idempotency_keys (channel, key, request_hash, order_id, response)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",
-        channel, key, request_hash, order_id, response,
-    ))
+    """True when the order was created; False when the Idempotency-Key was already taken."""
+    return await conn.fetchval(
+        _PLACE_ORDER,
+        o["order_id"], o["channel"], o["external_id"], o["customer"]["id"], o["customer"],
+        o["shipping_address"], o["shipping_method"], o["currency"], o["total"], o["payment"], o["lines"],
+        o["created_at"], idempotency_key, request_hash, response, *outbox.cte_params(message),
+    )
 
 
 async def get_idempotency_key(conn: asyncpg.Connection, channel: str, key: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT request_hash, order_id, response FROM idempotency_keys WHERE channel = $1 AND key = $2",
         channel, key,
-    )
-
-
-async def insert_order(conn: asyncpg.Connection, o: dict[str, Any]) -> None:
-    await conn.execute(
-        """INSERT INTO orders (order_id, channel, external_id, status, customer_id, customer, shipping_address,
-               shipping_method, currency, total, payment, lines, created_at, updated_at)
-           VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9::numeric, $10, $11, $12, $12)""",
-        o["order_id"], o["channel"], o["external_id"], o["customer"]["id"], o["customer"],
-        o["shipping_address"], o["shipping_method"], o["currency"], o["total"], o["payment"], o["lines"],
-        o["created_at"],
     )
 
 

@@ -1,0 +1,124 @@
+"""Runs a saga definition against PostgreSQL: the thin layer around the pure engine.
+
+A consumed event: lock the saga's row, decide, write the outcome, and queue the commands in the
+consumer's outbox, all in the consumer's batch transaction. A deadline: the ticker locks due sagas
+(skipping locked ones), decides, writes and enqueues in its own transaction. A crash anywhere before
+the commit leaves nothing behind, so the restarted service decides again from the same state."""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from oms_platform import faults, outbox
+from oms_platform.consumer import MessageContext
+from oms_saga import engine, metrics, store
+from oms_saga.definition import Saga
+from oms_saga.state import Incoming, Transition
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SagaRunner:
+    """`topic_prefix` namespaces every topic the saga publishes to (side-by-side installs on one
+    Kafka cluster, and tests); empty in a normal install."""
+
+    def __init__(self, saga: Saga, clock: Callable[[], datetime] = utcnow, *, topic_prefix: str = ""):
+        self.saga, self.clock, self.topic_prefix = saga, clock, topic_prefix
+
+    def _messages(self, tr: Transition) -> list[outbox.OutgoingMessage]:
+        return [outbox.envelope_message(self.topic_prefix + topic, env) for topic, env in tr.messages]
+
+    async def start(self, ctx: MessageContext, order_id: UUID, data: dict[str, Any]) -> Transition:
+        """Starts the saga of an order from the consumed event (a repeat start changes nothing)."""
+        now = self.clock()
+        existing = await store.load(ctx.conn, self.saga.name, order_id)
+        tr = engine.start(self.saga, existing, order_id, data, Incoming.of(ctx.envelope, ctx.payload), now)
+        return await self._write(ctx, tr, now)
+
+    async def handle(self, ctx: MessageContext) -> Transition:
+        """Applies a consumed event to its order's saga."""
+        now = self.clock()
+        incoming = Incoming.of(ctx.envelope, ctx.payload)
+        state = await store.load(ctx.conn, self.saga.name, incoming.order_id)
+        tr = engine.handle(self.saga, state, incoming, now)
+        if tr.state is None:
+            log.debug("%s for order %s: no %s saga; ignored", incoming.event_type, incoming.order_id, self.saga.name)
+        return await self._write(ctx, tr, now)
+
+    async def _write(self, ctx: MessageContext, tr: Transition, now: datetime) -> Transition:
+        await store.save(ctx.conn, tr, now)
+        # The envelopes carry the ids the saga recorded, so they are queued as they are (what
+        # ctx.emit would write: same producer, correlation and causation).
+        ctx.outgoing.extend(self._messages(tr))
+        faults.crash_point("saga.before_commit")
+        metrics.observe(self.saga.name, tr)
+        return tr
+
+    async def tick(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
+        """Applies due deadlines to up to `limit` sagas in one transaction; returns how many."""
+        now = self.clock()
+        done: list[Transition] = []
+        async with pool.acquire() as conn, conn.transaction():
+            states = await store.due(conn, self.saga.name, now, limit)
+            messages = []
+            for state in states:
+                tr = engine.tick(self.saga, state, now)
+                await store.save(conn, tr, now)
+                messages += self._messages(tr)
+                done.append(tr)
+            await outbox.enqueue(conn, messages)
+            faults.crash_point("saga.tick_before_commit")
+        for tr in done:
+            metrics.observe(self.saga.name, tr)
+        return len(states)
+
+
+class DeadlineTicker:
+    """Background task: applies due deadlines every `interval` seconds (at once again while batches
+    come back full) and keeps the stuck-saga gauge current."""
+
+    def __init__(self, runner: SagaRunner, get_pool: Callable[[], asyncpg.Pool | None], *, interval: float,
+                 batch_size: int = 200, gauge_every: float = 5.0):
+        self.runner, self.get_pool = runner, get_pool
+        self.interval, self.batch_size, self.gauge_every = interval, batch_size, gauge_every
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"saga-ticker-{self.runner.saga.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_gauge = 0.0
+        while True:
+            try:
+                pool = self.get_pool()
+                if pool is not None:
+                    applied = n = await self.runner.tick(pool, limit=self.batch_size)
+                    while n == self.batch_size:
+                        n = await self.runner.tick(pool, limit=self.batch_size)
+                        applied += n
+                    # Deadlines are what flag sagas stuck: count again after any, else now and then.
+                    if applied or loop.time() >= next_gauge:
+                        async with pool.acquire() as conn:
+                            count = await store.stuck_count(conn, self.runner.saga.name)
+                        metrics.STUCK.labels(self.runner.saga.name).set(count)
+                        next_gauge = loop.time() + self.gauge_every
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("saga deadline tick failed; trying again")
+            await asyncio.sleep(self.interval)

@@ -1,0 +1,136 @@
+"""The state of one saga instance and what a decision produces. Plain data, JSON-friendly, no I/O."""
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from oms_contracts import Envelope
+
+PENDING = "pending"  # created by an event that arrived before the saga's start; not running yet
+RUNNING = "running"
+COMPENSATING = "compensating"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+STATES = (PENDING, RUNNING, COMPENSATING, COMPLETED, FAILED, CANCELLED)
+
+
+@dataclass
+class Control:
+    """The engine's own bookkeeping, stored as one jsonb column beside the saga's data."""
+
+    sent: list[str] = field(default_factory=list)  # event ids of the current step's command, every attempt
+    loose: bool = False  # the current step also accepts replies that do not answer its command
+    timeout: str | None = None  # named timeout policy in force (None: the step's default)
+    effects: list[str] = field(default_factory=list)  # steps whose command was sent (may need undoing)
+    plan: list[str] = field(default_factory=list)  # compensations still to run, the current one first
+    end: dict[str, Any] | None = None  # the End a compensation leads to
+    announced: bool = False  # the End's status was published
+    deferred: list[dict[str, Any]] = field(default_factory=list)  # remembered events
+    seq: int = 0  # history row of the current step
+    started_at: str | None = None  # when the current step started (ISO 8601)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any] | None) -> "Control":
+        return cls(**copy.deepcopy(value or {}))
+
+
+@dataclass
+class SagaState:
+    saga_id: UUID
+    saga_type: str
+    order_id: UUID
+    state: str
+    step: str | None
+    stuck: bool
+    data: dict[str, Any]
+    deadline_at: datetime | None
+    attempts: int
+    status: str | None
+    status_reason: str | None
+    control: Control
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def copy(self) -> "SagaState":
+        return copy.deepcopy(self)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An event as the engine sees it (taken from its envelope)."""
+
+    event_type: str
+    event_version: int
+    event_id: UUID
+    causation_id: UUID | None
+    correlation_id: UUID | None
+    order_id: UUID
+    payload: BaseModel
+    raw: dict[str, Any]
+
+    @classmethod
+    def of(cls, envelope: Envelope, payload: BaseModel) -> "Incoming":
+        return cls(envelope.event_type, envelope.event_version, envelope.event_id, envelope.causation_id,
+                   envelope.correlation_id, envelope.order_id, payload, envelope.payload)
+
+
+@dataclass
+class StepRecord:
+    """One row of the step history (written again whenever it changes)."""
+
+    seq: int
+    step: str
+    kind: str  # forward | compensation
+    started_at: datetime
+    finished_at: datetime | None
+    attempts: int
+    outcome: str | None  # None while the step is current
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class Note:
+    """A message the saga did not apply (stale, ignored, deferred, refused), kept for operators."""
+
+    event_type: str
+    event_id: UUID | None
+    causation_id: UUID | None
+    disposition: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    old: str | None
+    new: str
+    reason: str | None
+    event_id: UUID | None = None  # the message that announced it
+
+
+@dataclass
+class Transition:
+    """The outcome of one decision: the new state (None when no instance exists or is created), the
+    messages to publish, status changes, history rows to write and notes."""
+
+    state: SagaState | None
+    messages: list[tuple[str, Envelope]] = field(default_factory=list)
+    status_changes: list[StatusChange] = field(default_factory=list)
+    steps: dict[int, StepRecord] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+    changed: bool = False  # the instance row must be written
+
+    def event_types(self) -> list[str]:
+        return [env.event_type for _, env in self.messages]

@@ -1,0 +1,1 @@
+"""Fulfilment service: shipments per location, carrier choice, labels, pick/pack/dispatch."""

@@ -1,0 +1,40 @@
+"""Kafka consumers of fulfilment: the saga's commands (oms.fulfilment.commands), and deliveries
+reported by tracking (oms.tracking.events) that close a dispatched shipment."""
+
+import logging
+
+from fulfilment import repository as repo
+from fulfilment.handlers import EVENTS, Fulfilment
+from oms_contracts.fulfilment import CancelShipmentsV1, CreateShipmentsV1, ShipmentDeliveredV1
+from oms_contracts.topics import commands, events
+from oms_platform.consumer import ConsumerSpec, MessageContext
+
+log = logging.getLogger(__name__)
+
+
+def command_consumer(service: Fulfilment) -> ConsumerSpec:
+    async def on_create(ctx: MessageContext) -> None:
+        assert isinstance(ctx.payload, CreateShipmentsV1)
+        ctx.emit(EVENTS, await service.create_shipments(ctx.conn, ctx.payload), order_id=ctx.payload.order_id)
+
+    async def on_cancel(ctx: MessageContext) -> None:
+        assert isinstance(ctx.payload, CancelShipmentsV1)
+        ctx.emit(EVENTS, await service.cancel_shipments(ctx.conn, ctx.payload), order_id=ctx.payload.order_id)
+
+    return ConsumerSpec(
+        name="commands", topics=[commands("fulfilment")],
+        handlers={"CreateShipments": on_create, "CancelShipments": on_cancel},
+    )
+
+
+async def on_delivered(ctx: MessageContext) -> None:
+    event = ctx.payload
+    assert isinstance(event, ShipmentDeliveredV1)
+    if not await repo.mark_delivered(ctx.conn, event.shipment_id, event.delivered_at):
+        # Unknown, not yet dispatched, or already delivered: nothing to change.
+        log.info("delivery of shipment %s changed nothing", event.shipment_id)
+
+
+DELIVERIES = ConsumerSpec(
+    name="deliveries", topics=[events("tracking")], handlers={"ShipmentDelivered": on_delivered}
+)

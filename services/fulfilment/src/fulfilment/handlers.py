@@ -1,0 +1,192 @@
+"""Use cases of fulfilment: creating and cancelling an order's shipments (saga commands), the operator
+transitions pick -> pack -> dispatch, reading shipments and their labels."""
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from pydantic import BaseModel
+
+from fulfilment import repository as repo
+from fulfilment.carriers import BookingRequest, Carriers
+from fulfilment.domain import (
+    CANCELLABLE,
+    LEFT_BUILDING,
+    TRANSITIONS,
+    CarrierRule,
+    TransitionRefused,
+    choose_carrier,
+    next_status,
+    plan_shipments,
+)
+from fulfilment.labels import LabelData
+from oms_contracts.fulfilment import (
+    CancelShipmentsV1,
+    CreateShipmentsV1,
+    ShipmentCancellationRefusedV1,
+    ShipmentCreationFailedV1,
+    ShipmentDispatchedV1,
+    ShipmentInfo,
+    ShipmentsCancelledV1,
+    ShipmentsCreatedV1,
+    ShipmentStatusChangedV1,
+)
+from oms_contracts.inventory import StockLine
+from oms_contracts.orders import Address
+from oms_contracts.topics import events
+from oms_platform import outbox
+from oms_platform.http import ApiError
+from oms_platform.ids import uuid7
+
+log = logging.getLogger(__name__)
+EVENTS = events("fulfilment")
+
+
+def shipment_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    r = dict(row)
+    return {
+        "shipment_id": str(r["shipment_id"]), "order_id": str(r["order_id"]), "location_id": r["location_id"],
+        "lines": r["lines"], "status": r["status"], "shipping_method": r["shipping_method"],
+        "carrier": r["carrier"], "service": r["service"], "tracking_number": r["tracking_number"],
+        "created_at": r["created_at"].isoformat(), "updated_at": r["updated_at"].isoformat(),
+        "dispatched_at": r["dispatched_at"].isoformat() if r["dispatched_at"] else None,
+    }
+
+
+def _info(row: asyncpg.Record | dict[str, Any]) -> ShipmentInfo:
+    return ShipmentInfo(shipment_id=row["shipment_id"], location_id=row["location_id"], lines=row["lines"],
+                        carrier=row["carrier"], service=row["service"], tracking_number=row["tracking_number"])
+
+
+class Fulfilment:
+    def __init__(self, rules: tuple[CarrierRule, ...], carriers: Carriers, *, producer: str, sender_name: str):
+        self.rules, self.carriers, self.producer, self.sender_name = rules, carriers, producer, sender_name
+
+    # --- saga commands (inside the consumer's batch transaction) ----------------------------------
+
+    async def create_shipments(self, conn: asyncpg.Connection, cmd: CreateShipmentsV1) -> BaseModel:
+        """One shipment per location, booked with the carrier the rules choose. Idempotent per order:
+        a repeat replies with the shipments already made; after a cancellation it creates nothing."""
+        await repo.lock_order(conn, cmd.order_id)
+        if await repo.cancellation_of(conn, cmd.order_id) is not None:
+            return ShipmentCreationFailedV1(order_id=cmd.order_id, reason="order_cancelled")
+        existing = await repo.shipments_of_order(conn, cmd.order_id)
+        if existing:
+            return ShipmentsCreatedV1(order_id=cmd.order_id, shipments=[_info(r) for r in existing])
+        plan = plan_shipments(cmd.shipments)
+        if isinstance(plan, str):
+            return ShipmentCreationFailedV1(order_id=cmd.order_id, reason=plan)
+        address = cmd.shipping_address
+        rule = choose_carrier(self.rules, cmd.shipping_method, address.country)
+        if rule is None:
+            return ShipmentCreationFailedV1(order_id=cmd.order_id, reason="no_carrier_for_destination")
+        carrier = self.carriers.get(rule.carrier)
+        now = datetime.now(UTC)
+        rows = []
+        # Ids ascending in plan order, so every later read (ordered by id) lists them as first replied.
+        for planned, shipment_id in zip(plan, sorted(uuid7() for _ in plan), strict=True):
+            booking = await carrier.create_shipment(BookingRequest(
+                reference=f"{cmd.order_id}/{planned.location_id}", shipment_id=shipment_id, order_id=cmd.order_id,
+                service=rule.service, origin_location_id=planned.location_id, destination=address,
+                lines=planned.lines,
+            ))
+            rows.append({
+                "shipment_id": shipment_id, "order_id": cmd.order_id, "location_id": planned.location_id,
+                "lines": [li.model_dump() for li in planned.lines], "shipping_method": cmd.shipping_method,
+                "shipping_address": address.model_dump(), "carrier": rule.carrier, "service": rule.service,
+                "tracking_number": booking.tracking_number, "label_pdf": booking.label_pdf, "created_at": now,
+            })
+        await repo.insert_shipments(conn, rows)
+        return ShipmentsCreatedV1(order_id=cmd.order_id, shipments=[_info(r) for r in rows])
+
+    async def cancel_shipments(self, conn: asyncpg.Connection, cmd: CancelShipmentsV1) -> BaseModel:
+        """Cancels every shipment of the order unless one has left the building (then nothing changes).
+        Idempotent: a repeat replies with the same cancelled shipments and the first reason."""
+        await repo.lock_order(conn, cmd.order_id)
+        # Row locks first: a dispatch racing with this either committed already (seen here) or waits
+        # and then finds its shipment cancelled.
+        shipments = await repo.shipments_of_order(conn, cmd.order_id, for_update=True)
+        gone = [r["shipment_id"] for r in shipments if r["status"] in LEFT_BUILDING]
+        if gone:
+            return ShipmentCancellationRefusedV1(
+                order_id=cmd.order_id, reason="already_dispatched", dispatched_shipment_ids=gone
+            )
+        cancelled_now = await repo.cancel_open(conn, cmd.order_id, sorted(CANCELLABLE))
+        for row in cancelled_now:
+            try:
+                await self.carriers.get(row["carrier"]).cancel(row["tracking_number"])
+            except Exception:  # noqa: BLE001 - best effort: the shipment is cancelled here regardless
+                log.exception("carrier %s could not void %s", row["carrier"], row["tracking_number"])
+        reason = await repo.record_cancellation(conn, cmd.order_id, cmd.reason)
+        return ShipmentsCancelledV1(
+            order_id=cmd.order_id, shipment_ids=[r["shipment_id"] for r in shipments], reason=reason
+        )
+
+    # --- operator actions -------------------------------------------------------------------------
+
+    async def transition(self, pool: asyncpg.Pool, shipment_id: UUID, action: str) -> dict[str, Any]:
+        """pick / pack / dispatch: the status change and its event commit together, or neither does."""
+        expected, new = TRANSITIONS[action]
+        now = datetime.now(UTC)
+        async with pool.acquire() as conn, conn.transaction():
+            row = await repo.transition(conn, shipment_id, expected, new, now)
+            if row is None:
+                current = await repo.get(conn, shipment_id)
+                if current is None:
+                    raise ApiError(404, "not_found", f"shipment {shipment_id} not found")
+                try:
+                    next_status(action, current["status"])
+                except TransitionRefused as refused:
+                    raise ApiError(409, "invalid_transition", str(refused), [{
+                        "field": "status", "rule": f"must_be_{refused.needed}",
+                        "message": f"current status is {refused.current}",
+                    }]) from None
+                # The status moved on between the two statements: report what it is now.
+                raise ApiError(409, "invalid_transition", f"shipment {shipment_id} is {current['status']}")
+            await outbox.enqueue(conn, [self._transition_message(row, expected, new, now)])
+        return shipment_view(row)
+
+    def _transition_message(self, row: asyncpg.Record, old: str, new: str, at: datetime) -> outbox.OutgoingMessage:
+        event: BaseModel
+        if new == "dispatched":
+            event = ShipmentDispatchedV1(
+                order_id=row["order_id"], shipment_id=row["shipment_id"], location_id=row["location_id"],
+                lines=row["lines"], carrier=row["carrier"], service=row["service"],
+                tracking_number=row["tracking_number"], dispatched_at=at,
+            )
+        else:
+            event = ShipmentStatusChangedV1(order_id=row["order_id"], shipment_id=row["shipment_id"],
+                                            old_status=old, new_status=new, at=at)
+        _, message = outbox.event_message(EVENTS, event, producer=self.producer, order_id=row["order_id"],
+                                          correlation_id=row["order_id"])
+        return message
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    async def get(self, pool: asyncpg.Pool, shipment_id: UUID) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            row = await repo.get(conn, shipment_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"shipment {shipment_id} not found")
+        return shipment_view(row)
+
+    async def label(self, pool: asyncpg.Pool, shipment_id: UUID) -> tuple[bytes, str]:
+        """(PDF bytes, tracking number). A cancelled shipment has no valid label: 409."""
+        async with pool.acquire() as conn:
+            row = await repo.get(conn, shipment_id)
+            stored = await repo.stored_label(conn, shipment_id) if row is not None else None
+        if row is None:
+            raise ApiError(404, "not_found", f"shipment {shipment_id} not found")
+        if row["status"] == "cancelled":
+            raise ApiError(409, "shipment_cancelled", f"shipment {shipment_id} is cancelled; its label is void")
+        if stored is not None:
+            return stored, row["tracking_number"]
+        data = LabelData(
+            shipment_id=row["shipment_id"], order_id=row["order_id"], location_id=row["location_id"],
+            sender_name=self.sender_name, recipient=Address.model_validate(row["shipping_address"]),
+            carrier=row["carrier"], service=row["service"], tracking_number=row["tracking_number"],
+            lines=tuple(StockLine.model_validate(li) for li in row["lines"]), created_at=row["created_at"],
+        )
+        return await self.carriers.get(row["carrier"]).label(data), row["tracking_number"]

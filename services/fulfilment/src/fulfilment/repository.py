@@ -1,0 +1,118 @@
+"""SQL of fulfilment. Every function takes an open connection; the caller owns the transaction."""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+COLUMNS = """shipment_id, order_id, location_id, lines, status, shipping_method, shipping_address, carrier,
+    service, tracking_number, created_at, updated_at, dispatched_at"""
+# Namespace of the per-order advisory locks (two-key form: apart from the platform's one-key locks).
+_ORDER_LOCK_CLASS = 8003
+
+
+async def lock_order(conn: asyncpg.Connection, order_id: UUID) -> None:
+    """Serialises the commands of one order across service instances until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _ORDER_LOCK_CLASS, str(order_id))
+
+
+async def next_tracking_serial(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return await conn.fetchval("SELECT nextval('tracking_serial')")
+
+
+async def cancellation_of(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT reason, cancelled_at FROM order_cancellations WHERE order_id = $1", order_id)
+
+
+async def record_cancellation(conn: asyncpg.Connection, order_id: UUID, reason: str) -> str:
+    """Returns the reason of the first cancellation of the order (a repeat keeps the first)."""
+    await conn.execute(
+        "INSERT INTO order_cancellations (order_id, reason) VALUES ($1, $2) ON CONFLICT DO NOTHING", order_id, reason
+    )
+    return await conn.fetchval("SELECT reason FROM order_cancellations WHERE order_id = $1", order_id)
+
+
+async def shipments_of_order(conn: asyncpg.Connection, order_id: UUID, *, for_update: bool = False) -> list:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetch(
+        f"SELECT {COLUMNS} FROM shipments WHERE order_id = $1 ORDER BY shipment_id{lock}", order_id
+    )
+
+
+async def insert_shipments(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    await conn.executemany(
+        """INSERT INTO shipments (shipment_id, order_id, location_id, lines, shipping_method, shipping_address,
+               carrier, service, tracking_number, label_pdf, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)""",
+        [(r["shipment_id"], r["order_id"], r["location_id"], r["lines"], r["shipping_method"],
+          r["shipping_address"], r["carrier"], r["service"], r["tracking_number"], r["label_pdf"],
+          r["created_at"]) for r in rows],
+    )
+
+
+async def cancel_open(conn: asyncpg.Connection, order_id: UUID, open_statuses: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """UPDATE shipments SET status = 'cancelled', updated_at = now()
+           WHERE order_id = $1 AND status = ANY($2::text[]) RETURNING shipment_id, carrier, tracking_number""",
+        order_id, open_statuses,
+    )
+
+
+async def transition(conn: asyncpg.Connection, shipment_id: UUID, expected: str, new: str,
+                     at: datetime) -> asyncpg.Record | None:
+    """The guarded change: applies only when the status is still `expected` (a concurrent change of
+    the same row waits for the first and then finds the status moved on). None when refused."""
+    return await conn.fetchrow(
+        f"""UPDATE shipments SET status = $3, updated_at = $4,
+                   dispatched_at = CASE WHEN $3 = 'dispatched' THEN $4 ELSE dispatched_at END
+            WHERE shipment_id = $1 AND status = $2 RETURNING {COLUMNS}""",
+        shipment_id, expected, new, at,
+    )
+
+
+async def get(conn: asyncpg.Connection, shipment_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {COLUMNS} FROM shipments WHERE shipment_id = $1", shipment_id)
+
+
+async def stored_label(conn: asyncpg.Connection, shipment_id: UUID) -> bytes | None:
+    return await conn.fetchval("SELECT label_pdf FROM shipments WHERE shipment_id = $1", shipment_id)
+
+
+async def list_shipments(
+    conn: asyncpg.Connection,
+    *,
+    order_id: UUID | None,
+    status: str | None,
+    location_id: str | None,
+    after: UUID | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Oldest first (shipment ids are time-ordered UUIDv7): the order a warehouse works through them."""
+    where, args = [], []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if order_id is not None:
+        where.append(f"order_id = {arg(order_id)}")
+    if status is not None:
+        where.append(f"status = {arg(status)}")
+    if location_id is not None:
+        where.append(f"location_id = {arg(location_id)}")
+    if after is not None:
+        where.append(f"shipment_id > {arg(after)}")
+    sql = f"SELECT {COLUMNS} FROM shipments"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY shipment_id LIMIT {arg(limit)}"
+    return await conn.fetch(sql, *args)
+
+
+async def mark_delivered(conn: asyncpg.Connection, shipment_id: UUID, at: datetime) -> bool:
+    result = await conn.execute(
+        "UPDATE shipments SET status = 'delivered', updated_at = $2 WHERE shipment_id = $1 AND status = 'dispatched'",
+        shipment_id, at,
+    )
+    return result.endswith(" 1")

@@ -1,0 +1,65 @@
+"""Pagination cursors: what encode_cursor makes, decode_cursor reads back; anything else is the 422
+error of CONTRACT.md naming the `cursor` field."""
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oms_platform.http import ApiError, decode_cursor, encode_cursor
+
+_json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text() | st.floats(
+    allow_nan=False, allow_infinity=False)
+_json = st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(), inner, max_size=4), max_leaves=20)
+
+
+def test_round_trip_of_a_typical_cursor() -> None:
+    values = {"created_at": "2026-01-02T03:04:05.123456+00:00", "id": "0190a6f1-7d1c-7b3e-9a55-1c2d3e4f5a6b"}
+    cursor = encode_cursor(values)
+    assert decode_cursor(cursor) == values
+    assert "=" not in cursor and "+" not in cursor and "/" not in cursor  # safe in a query string
+
+
+@given(st.dictionaries(st.text(), _json, max_size=6))
+def test_round_trip_of_any_json_object(values: dict) -> None:
+    assert decode_cursor(encode_cursor(values)) == values
+
+
+def test_no_cursor_means_the_first_page() -> None:
+    assert decode_cursor(None) is None
+    assert decode_cursor("") is None
+
+
+def _assert_cursor_error(exc: ApiError) -> None:
+    assert exc.status == 422
+    assert exc.code == "validation_failed"
+    assert exc.fields and exc.fields[0]["field"] == "cursor"
+    assert exc.fields[0]["rule"] == "invalid_cursor"
+
+
+@pytest.mark.parametrize("bad", [
+    "not a cursor!",
+    "%%%",
+    "é",
+    "AAAA",  # base64 of three zero bytes: not JSON
+    base64.urlsafe_b64encode(b"[1, 2]").decode(),  # JSON, but not an object
+    base64.urlsafe_b64encode(b"null").decode(),
+    base64.urlsafe_b64encode(b'{"id": ').decode(),  # truncated
+    encode_cursor({"id": 1})[:-3],
+])
+def test_a_bad_cursor_is_a_422_naming_cursor(bad: str) -> None:
+    with pytest.raises(ApiError) as info:
+        decode_cursor(bad)
+    _assert_cursor_error(info.value)
+
+
+@given(st.text())
+def test_any_text_either_decodes_to_an_object_or_is_the_cursor_error(text: str) -> None:
+    try:
+        value = decode_cursor(text)
+    except ApiError as exc:
+        _assert_cursor_error(exc)
+    else:
+        assert isinstance(value, dict) or (value is None and text == "")
