@@ -3,7 +3,8 @@
 # Apache Kafka in KRaft mode from the official jars on Maven Central, and PostgreSQL from the
 # system's binaries in a private data folder. Two profiles keep `make up` and `make test` apart:
 #   dev  - Kafka 9092, PostgreSQL 55432, data in .local/dev   (make up / down / clean)
-#   test - Kafka 19092, PostgreSQL 55433, data in .local/test (make test; wiped at every start)
+#   test - Kafka 19092, PostgreSQL 55433, data in .local/test (make test; wiped when started afresh,
+#          reused as they are when already running, since every test makes its own databases)
 # The dev profile also runs Zipkin (the trace UI, 127.0.0.1:9411) unless OMS_ZIPKIN=0.
 # Usage: infra.sh <dev|test> <start|stop|status|clean|env>
 set -euo pipefail
@@ -114,12 +115,16 @@ start_kafka() {
       kafka.tools.StorageTool format -t "$cid" -c "$props" >/dev/null
   fi
   log "starting Kafka (KRaft) on 127.0.0.1:$KAFKA_PORT"
+  # A fresh log per start, so the readiness check below cannot match an earlier start's line.
+  for f in kafka.log kafka.out; do [ -f "$LOGS/$f" ] && mv "$LOGS/$f" "$LOGS/$f.1"; done
   nohup java -Xms256m -Xmx512m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka-log4j2.xml" -Dkafka.logs.dir="$LOGS" \
     -cp "$cp" kafka.Kafka "$props" > "$LOGS/kafka.out" 2>&1 &
   echo $! > "$RUN/kafka.pid"
   for _ in $(seq 1 120); do
-    if grep -q "Kafka Server started" "$LOGS/kafka.out" "$LOGS/kafka.log" 2>/dev/null; then log "Kafka ready"; return; fi
+    if grep -qs "Kafka Server started" "$LOGS/kafka.out" "$LOGS/kafka.log" && port_open "$KAFKA_PORT"; then
+      log "Kafka ready"; return
+    fi
     alive "$RUN/kafka.pid" || { echo "Kafka exited; see $LOGS/kafka.out" >&2; tail -20 "$LOGS/kafka.out" >&2; exit 1; }
     sleep 0.5
   done
@@ -166,7 +171,7 @@ stop_kafka() {
 
 case "$CMD" in
   start)
-    if [ "$PROFILE" = test ] && [ "${OMS_TEST_KEEP_DATA:-0}" != 1 ]; then
+    if [ "$PROFILE" = test ] && ! alive "$RUN/kafka.pid" && ! port_open "$PG_PORT"; then
       "$0" test stop >/dev/null 2>&1 || true; rm -rf "$STATE"
     fi
     mkdir -p "$RUN" "$LOGS"

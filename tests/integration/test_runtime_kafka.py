@@ -155,6 +155,6 @@ async def test_the_app_answers_health_readiness_and_metrics(started: tuple[Servi
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "kafka": "ok"}}
+        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "kafka": "ok", "consumers": "ok"}}
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200 and "oms_outbox_unsent" in metrics.text

@@ -76,6 +76,10 @@ class ConsumerSpec:
     name: str
     topics: Sequence[str]
     handlers: dict[str, Handler]
+    # Called once per batch, in its transaction, before the handlers, with the events about to be
+    # applied (new, parsed, with a handler): e.g. to lock every row the batch touches in one sorted
+    # statement, so concurrent consumers cannot deadlock.
+    before_batch: Callable[[asyncpg.Connection, list[Envelope]], Awaitable[None]] | None = None
 
 
 class BatchProcessor:
@@ -98,6 +102,10 @@ class BatchProcessor:
         self._tracer = telemetry.tracer("oms.consumer")
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
+        """Applies a batch in one transaction. Fast path: no savepoints, and every outgoing message of
+        the batch written with one INSERT. If a handler fails, that transaction is rolled back and the
+        batch is applied again with each message in its own savepoint, so the failing message can be
+        retried and dead-lettered alone while the rest of the batch commits."""
         started = time.perf_counter()
         parsed: list[tuple[ConsumerRecord, Envelope | None, str | None]] = []
         for rec in records:
@@ -105,56 +113,95 @@ class BatchProcessor:
                 parsed.append((rec, Envelope.model_validate_json(rec.value), None))
             except (ValidationError, ValueError, TypeError) as exc:
                 parsed.append((rec, None, f"invalid envelope: {exc}"))
+        try:
+            await self._run(parsed, isolate=False)
+        except _HandlerFailed as failed:
+            # The failed fast-path call was that event's first attempt.
+            await self._run(parsed, isolate=True, attempted={failed.event_id})
+        metrics.CONSUMER_BATCH.labels(self.spec.name).observe(time.perf_counter() - started)
+
+    async def _run(
+        self, parsed: list[tuple[ConsumerRecord, Envelope | None, str | None]], *, isolate: bool,
+        attempted: set[UUID] = frozenset(),  # type: ignore[assignment]
+    ) -> None:
         wanted = [env.event_id for _, env, _ in parsed if env and env.event_type in self.spec.handlers]
+        outgoing: list[outbox.OutgoingMessage] = []
+        outcomes: list[str] = []
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, self.group_id, wanted)
+            todo: list[tuple[ConsumerRecord, Envelope, BaseModel, Handler]] = []
             for rec, env, error in parsed:
                 if env is None:
-                    await self._dead_letter(conn, rec, error or "invalid envelope")
+                    outgoing.append(self._dead_letter(rec, error or "invalid envelope"))
                     continue
                 handler = self.spec.handlers.get(env.event_type)
                 if handler is None:
-                    metrics.CONSUMED.labels(self.spec.name, "skipped").inc()
+                    outcomes.append("skipped")
                     continue
                 if env.event_id not in fresh:
-                    metrics.CONSUMED.labels(self.spec.name, "duplicate").inc()
+                    outcomes.append("duplicate")
                     continue
                 fresh.discard(env.event_id)  # the same event twice in one batch: apply once
-                await self._apply(conn, rec, env, handler)
-        metrics.CONSUMER_BATCH.labels(self.spec.name).observe(time.perf_counter() - started)
+                try:
+                    payload = parse_payload(env.event_type, env.event_version, env.payload)
+                except (ValidationError, LookupError) as exc:
+                    # A payload that does not parse will not parse on a retry either.
+                    outgoing.append(self._dead_letter(rec, f"invalid payload: {exc}"))
+                    continue
+                todo.append((rec, env, payload, handler))
+            if self.spec.before_batch is not None and todo:
+                await self.spec.before_batch(conn, [env for _, env, _, _ in todo])
+            for rec, env, payload, handler in todo:
+                if isolate:
+                    first = 2 if env.event_id in attempted else 1
+                    outcomes.append(await self._apply_isolated(conn, rec, env, payload, handler, outgoing, first))
+                else:
+                    ctx = MessageContext(conn, env, payload, rec, self.producer, outgoing)
+                    try:
+                        with self._span(rec, env):
+                            await handler(ctx)
+                    except INFRA_ERRORS:
+                        raise
+                    except Exception as exc:
+                        raise _HandlerFailed(env.event_id) from exc
+                    outcomes.append("applied")
+            await outbox.enqueue(conn, outgoing)
+        for outcome in outcomes:
+            metrics.CONSUMED.labels(self.spec.name, outcome).inc()
 
-    async def _apply(self, conn: asyncpg.Connection, rec: ConsumerRecord, env: Envelope, handler: Handler) -> None:
-        try:
-            payload = parse_payload(env.event_type, env.event_version, env.payload)
-        except (ValidationError, LookupError) as exc:
-            # A payload that does not parse will not parse on a retry either. (Parsed here, outside
-            # the handler's try: a KeyError or ValidationError of the handler is retried like any error.)
-            await self._dead_letter(conn, rec, f"invalid payload: {exc}")
-            return
-        for attempt in range(1, self.max_attempts + 1):
-            ctx_trace = telemetry.extract_context(rec.headers)
+    def _span(self, rec: ConsumerRecord, env: Envelope) -> Any:
+        span = self._tracer.start_as_current_span(
+            f"consume {env.event_type}", context=telemetry.extract_context(rec.headers),
+            kind=telemetry.trace.SpanKind.CONSUMER,
+            attributes={"messaging.destination.name": rec.topic, "oms.order_id": str(env.order_id)},
+        )
+        return span
+
+    async def _apply_isolated(
+        self, conn: asyncpg.Connection, rec: ConsumerRecord, env: Envelope, payload: BaseModel, handler: Handler,
+        outgoing: list[outbox.OutgoingMessage], first_attempt: int = 1,
+    ) -> str:
+        for attempt in range(first_attempt, self.max_attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 2))
+            ctx = MessageContext(conn, env, payload, rec, self.producer)
             try:
-                with self._tracer.start_as_current_span(
-                    f"consume {env.event_type}", context=ctx_trace, kind=telemetry.trace.SpanKind.CONSUMER
-                ) as span:
-                    span.set_attribute("messaging.destination.name", rec.topic)
-                    span.set_attribute("oms.order_id", str(env.order_id))
+                with self._span(rec, env):
                     async with conn.transaction():  # a savepoint: a failed attempt leaves no trace
-                        ctx = MessageContext(conn, env, payload, rec, self.producer)
                         await handler(ctx)
-                        await outbox.enqueue(conn, ctx.outgoing)
-                metrics.CONSUMED.labels(self.spec.name, "applied").inc()
-                return
+                outgoing.extend(ctx.outgoing)
+                return "applied"
             except INFRA_ERRORS:
                 raise
             except Exception as exc:
-                if attempt == self.max_attempts:
+                if attempt >= self.max_attempts:
                     log.exception("event %s failed %d times; dead-lettering", env.event_id, attempt)
-                    await self._dead_letter(conn, rec, f"{type(exc).__name__}: {exc}")
-                    return
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+                    outgoing.append(self._dead_letter(rec, f"{type(exc).__name__}: {exc}"))
+                    return "dead_lettered"
+        outgoing.append(self._dead_letter(rec, "failed on every attempt"))  # max_attempts == 1
+        return "dead_lettered"
 
-    async def _dead_letter(self, conn: asyncpg.Connection, rec: ConsumerRecord, error: str) -> None:
+    def _dead_letter(self, rec: ConsumerRecord, error: str) -> outbox.OutgoingMessage:
         metrics.CONSUMED.labels(self.spec.name, "dead_lettered").inc()
         log.warning("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, error)
         headers = [(k, v.decode("utf-8", "replace")) for k, v in (rec.headers or []) if v is not None]
@@ -168,7 +215,15 @@ class BatchProcessor:
         ]
         key = rec.key.decode("utf-8", "replace") if rec.key else ""
         value = rec.value if isinstance(rec.value, bytes) else bytes(rec.value or b"")
-        await outbox.enqueue(conn, [outbox.OutgoingMessage(dlq(rec.topic), key, value, headers)])
+        return outbox.OutgoingMessage(dlq(rec.topic), key, value, headers)
+
+
+class _HandlerFailed(Exception):
+    """A handler raised on the fast path: the batch is redone message by message."""
+
+    def __init__(self, event_id: UUID):
+        super().__init__(str(event_id))
+        self.event_id = event_id
 
 
 def subscribe(

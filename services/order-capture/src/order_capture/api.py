@@ -18,7 +18,6 @@ from oms_platform.http import (
     decode_cursor,
     encode_cursor,
     field_error,
-    operator_dependency,
     unauthorized,
 )
 from order_capture import handlers
@@ -26,6 +25,8 @@ from order_capture import repository as repo
 from order_capture.domain import CancelIn, OrderIn, business_rule_errors
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+# Query strings reach PostgreSQL as text, which cannot hold NUL; no filter value has control characters.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,25 @@ class ApiKeyIn(BaseModel):
 
 def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRouter:
     router = APIRouter()
-    require_operator = operator_dependency(admin_token)
+
+    def is_operator(token: str) -> bool:
+        # Without OMS_ADMIN_TOKEN set, operator endpoints refuse every call.
+        return bool(admin_token) and hmac.compare_digest(token.encode(), str(admin_token).encode())
+
+    async def require_operator(request: Request) -> str:
+        token = bearer_token(request)
+        if token is not None and is_operator(token):
+            return "operator"
+        if token is not None and await api_keys.channel_of(token) is not None:
+            # Valid credentials, wrong scope (CONTRACT.md, Who may call what).
+            raise ApiError(403, "forbidden", "a channel API key cannot call operator endpoints")
+        raise unauthorized("operator token required")
 
     async def caller(request: Request) -> Caller:
         token = bearer_token(request)
         if token is None:
             raise unauthorized()
-        if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+        if is_operator(token):
             return Caller("operator", None)
         channel = await api_keys.channel_of(token)
         if channel is None:
@@ -106,10 +119,10 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         request: Request,
         who: CallerDep,
         status: OrderStatus | None = None,
-        customer_id: Annotated[str | None, Query(max_length=128)] = None,
+        customer_id: Annotated[str | None, Query(max_length=128, pattern=_NO_CONTROL)] = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
-        channel: Annotated[str | None, Query(max_length=32)] = None,
+        channel: Annotated[str | None, Query(max_length=32, pattern=_NO_CONTROL)] = None,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> dict[str, Any]:

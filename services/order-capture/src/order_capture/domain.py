@@ -1,5 +1,6 @@
 """Order intake rules: the request models with their validation, and the total. Pure, no I/O."""
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -7,13 +8,19 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic.networks import validate_email
+from pydantic_core import PydanticCustomError
 
 from oms_platform.http import RuleError
 
 CENT = Decimal("0.01")
 MAX_LINES = 500
 MAX_QUANTITY = 10_000
+# The largest amount the orders table holds (numeric(14,2)); any larger total could not be stored.
+MAX_AMOUNT = Decimal("999999999999.99")
+# PostgreSQL text and jsonb cannot hold NUL, and no field of an order has a use for control characters.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @lru_cache(maxsize=1)
@@ -50,9 +57,19 @@ def _money(v: Decimal) -> Decimal:
         raise RuleError("finite", "must be a finite amount")
     if v < 0:
         raise RuleError("non_negative", "must be 0 or more")
+    if v > MAX_AMOUNT:
+        raise RuleError("max_amount", f"must be at most {MAX_AMOUNT}")
     if v.as_tuple().exponent < -2:  # type: ignore[operator]
         raise RuleError("max_two_decimals", "must have at most two decimal places")
     return v
+
+
+def _email(v: str) -> str:
+    try:
+        return validate_email(v)[1]
+    except PydanticCustomError as exc:
+        reason = (exc.context or {}).get("reason", "not an email address")
+        raise RuleError("email", f"must be a valid email address: {reason}") from exc
 
 
 def _printable(v: str) -> str:
@@ -68,10 +85,17 @@ Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_print
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, v: Any) -> Any:
+        if isinstance(v, str) and _CONTROL_CHARACTERS.search(v):
+            raise RuleError("no_control_characters", "must not contain control characters")
+        return v
+
 
 class CustomerIn(_Strict):
     id: Annotated[str, Field(min_length=1, max_length=128)]
-    email: EmailStr
+    email: Annotated[str, AfterValidator(_email)]
     name: Text
     phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()-]{5,32}$")] | None = None
 

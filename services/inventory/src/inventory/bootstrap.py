@@ -1,0 +1,24 @@
+"""Builds the inventory service: settings, runtime (database, consumer, outbox relay), API."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from inventory import consumers
+from inventory.api import build_router
+from inventory.handlers.effects import EVENTS
+from inventory.settings import Settings
+from oms_platform.runtime import ServiceRuntime, create_app
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = ServiceRuntime(
+        settings,
+        migrations=Path(__file__).parent / "migrations",
+        consumers=[consumers.commands_consumer(backorder_scan_limit=settings.backorder_scan_limit)],
+        produces=[EVENTS],
+    )
+    router = build_router(settings.oms_admin_token, backorder_scan_limit=settings.backorder_scan_limit,
+                          producer=settings.service_name)
+    return create_app(runtime, [router], title="OMS inventory")

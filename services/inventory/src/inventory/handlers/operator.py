@@ -1,0 +1,105 @@
+"""Operator use cases behind the HTTP API: locations, SKU settings, setting stock, and the read views."""
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from inventory import repository as repo
+from inventory.handlers.effects import Cause, Outgoing, alert_low_stock, serve_backorders
+from oms_platform import outbox
+from oms_platform.http import ApiError
+
+SKU_DEFAULTS = {"allow_backorder": False, "low_stock_threshold": 0, "returnable": True}
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+def location_view(r: asyncpg.Record) -> dict[str, Any]:
+    return {"location_id": r["location_id"], "name": r["name"], "country": r["country"],
+            "created_at": _iso(r["created_at"]), "updated_at": _iso(r["updated_at"])}
+
+
+def stock_figures(on_hand: int, reserved: int) -> dict[str, int]:
+    return {"on_hand": on_hand, "reserved": reserved, "available": on_hand - reserved}
+
+
+async def put_location(pool: asyncpg.Pool, location_id: str, name: str, country: str) -> tuple[dict, bool]:
+    async with pool.acquire() as conn:
+        r = await repo.upsert_location(conn, location_id, name, country)
+    return location_view(r), r["created"]
+
+
+async def put_sku(pool: asyncpg.Pool, sku: str, allow_backorder: bool, threshold: int, returnable: bool, *,
+                  producer: str) -> tuple[dict, bool]:
+    """Stores the settings; a threshold now above the available units raises LowStock at once."""
+    out = Outgoing(producer)
+    async with pool.acquire() as conn, conn.transaction():
+        await repo.lock_inventory(conn)
+        r = await repo.upsert_sku_settings(conn, sku, allow_backorder, threshold, returnable)
+        await alert_low_stock(conn, [sku], out, Cause())
+        await outbox.enqueue(conn, out.messages)
+    return {"sku": sku, **{k: r[k] for k in SKU_DEFAULTS}}, r["created"]
+
+
+async def get_sku(pool: asyncpg.Pool, sku: str) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        r = await repo.get_sku_settings(conn, sku)
+    return {"sku": sku, **({k: r[k] for k in SKU_DEFAULTS} if r else SKU_DEFAULTS)}
+
+
+async def set_stock(pool: asyncpg.Pool, location_id: str, sku: str, on_hand: int, reason: str, *,
+                    scan_limit: int, producer: str) -> tuple[dict, bool]:
+    """Sets on_hand at a location (the difference becomes a movement). It may not go below what is
+    reserved there. A rise serves waiting backorders; a fall may raise LowStock."""
+    out = Outgoing(producer)
+    async with pool.acquire() as conn:
+        if not await repo.location_exists(conn, location_id):
+            raise ApiError(404, "not_found", f"location {location_id} not found")
+        async with conn.transaction():
+            await repo.lock_inventory(conn)
+            rows = await repo.lock_stock(conn, [sku], location_id)
+            before = rows[0] if rows else {"on_hand": 0, "reserved": 0}
+            if on_hand < before["reserved"]:
+                message = (f"{before['reserved']} units of {sku} are reserved at {location_id}; "
+                           f"on_hand cannot go below that")
+                raise ApiError(409, "below_reserved", message, [
+                    {"field": "on_hand", "rule": "not_below_reserved",
+                     "message": f"must be at least {before['reserved']} (reserved at {location_id})"}])
+            r = await repo.set_on_hand(conn, sku, location_id, on_hand, on_hand - before["on_hand"], reason)
+            taken = await serve_backorders(conn, [sku], out, scan_limit) if on_hand > before["on_hand"] else set()
+            await alert_low_stock(conn, {sku} | taken, out, Cause())
+            await outbox.enqueue(conn, out.messages)
+            after = (await repo.lock_stock(conn, [sku], location_id))[0] if taken else r
+    return {"sku": sku, "location_id": location_id, **stock_figures(after["on_hand"], after["reserved"])}, r["created"]
+
+
+async def stock_view(pool: asyncpg.Pool, sku: str) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        rows = await repo.stock_of(conn, sku)
+        if not rows and not await repo.sku_known(conn, sku):
+            raise ApiError(404, "not_found", f"SKU {sku} has no stock and no settings")
+    locations = [{"location_id": r["location_id"], **stock_figures(r["on_hand"], r["reserved"])} for r in rows]
+    totals = stock_figures(sum(r["on_hand"] for r in rows), sum(r["reserved"] for r in rows))
+    return {"sku": sku, **totals, "locations": locations}
+
+
+def movement_view(r: asyncpg.Record) -> dict[str, Any]:
+    return {"movement_id": r["movement_id"], "sku": r["sku"], "location_id": r["location_id"], "delta": r["delta"],
+            "reason": r["reason"], "order_id": str(r["order_id"]) if r["order_id"] else None, "at": _iso(r["at"])}
+
+
+async def reservation_view(pool: asyncpg.Pool, order_id: UUID) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        r = await repo.get_reservation(conn, order_id)
+    if r is None:
+        raise ApiError(404, "not_found", f"no reservation for order {order_id}")
+    return {
+        "order_id": str(r["order_id"]), "reservation_id": str(r["reservation_id"]), "status": r["status"],
+        "destination_country": r["destination_country"] or None, "lines": r["lines"],
+        "allocations": r["allocations"], "strategy": r["strategy"], "reason": r["reason"], "short": r["short"],
+        "failure_reason": r["failure_reason"], "released": r["released"], "release_reason": r["release_reason"],
+        "created_at": _iso(r["created_at"]), "updated_at": _iso(r["updated_at"]),
+    }

@@ -1,0 +1,193 @@
+"""SQL of reservations and the backorder queue (see stock.py for the locking rules)."""
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+RESERVATION_COLUMNS = """order_id, reservation_id, status, destination_country, lines, allocations, strategy,
+    reason, short, failure_reason, released, release_reason, command_event_id, correlation_id, created_at,
+    updated_at"""
+
+
+def _json(value: Any) -> str:
+    # Only for jsonb inside arrays (text[] cast in SQL); single jsonb parameters go through the pool's codec.
+    return orjson.dumps(value).decode()
+
+
+@dataclass(frozen=True)
+class ReserveState:
+    """What a ReserveStock decision needs, read (and the stock rows locked) in one round trip."""
+
+    existing: dict[str, Any] | None
+    stock: list[dict[str, Any]]  # sku, location_id, on_hand, reserved, country
+    settings: dict[str, dict[str, bool]]  # sku -> {allow_backorder, watched}
+    queued: dict[str, int]  # sku -> units the backorder queue waits for
+
+
+async def load_for_reserve(conn: asyncpg.Connection, order_id: UUID, skus: list[str]) -> ReserveState:
+    row = await conn.fetchrow(
+        """WITH locked AS (
+               SELECT s.sku, s.location_id, s.on_hand, s.reserved, l.country
+               FROM stock s JOIN locations l ON l.location_id = s.location_id
+               WHERE s.sku = ANY($2::text[])
+               ORDER BY s.sku, s.location_id
+               FOR UPDATE OF s
+           )
+           SELECT
+               (SELECT to_jsonb(r) FROM reservations r WHERE r.order_id = $1) AS existing,
+               (SELECT coalesce(jsonb_agg(to_jsonb(locked)), '[]'::jsonb) FROM locked) AS stock,
+               (SELECT coalesce(jsonb_object_agg(sku, jsonb_build_object(
+                           'allow_backorder', allow_backorder,
+                           'watched', low_stock_threshold > 0 OR low_stock_alerted)), '{}'::jsonb)
+                FROM sku_settings WHERE sku = ANY($2::text[])) AS settings,
+               (SELECT coalesce(jsonb_object_agg(sku, n), '{}'::jsonb) FROM (
+                    SELECT sku, sum(quantity)::int AS n FROM backorder_lines
+                    WHERE sku = ANY($2::text[]) GROUP BY sku) q) AS queued""",
+        order_id, skus,
+    )
+    return ReserveState(row["existing"], row["stock"], row["settings"], row["queued"])
+
+
+@dataclass(frozen=True)
+class CommitState:
+    fresh: bool  # the shipment was not committed before (now claimed in this transaction)
+    reservation: dict[str, Any] | None
+    stock: list[dict[str, Any]]  # the shipment's SKUs at its location, locked
+
+
+async def load_for_commit(
+    conn: asyncpg.Connection, shipment_id: UUID, order_id: UUID, location_id: str, skus: list[str]
+) -> CommitState:
+    """Claims the shipment id, reads the order's reservation and locks the stock rows, in one round trip."""
+    row = await conn.fetchrow(
+        """WITH claim AS (
+               INSERT INTO stock_operations (kind, operation_id, order_id) VALUES ('commit', $1, $2)
+               ON CONFLICT DO NOTHING RETURNING 1
+           ), locked AS (
+               SELECT s.sku, s.location_id, s.on_hand, s.reserved
+               FROM stock s WHERE s.sku = ANY($4::text[]) AND s.location_id = $3
+               ORDER BY s.sku, s.location_id
+               FOR UPDATE OF s
+           )
+           SELECT
+               (SELECT count(*) FROM claim) > 0 AS fresh,
+               (SELECT to_jsonb(r) FROM reservations r WHERE r.order_id = $2) AS reservation,
+               (SELECT coalesce(jsonb_agg(to_jsonb(locked)), '[]'::jsonb) FROM locked) AS stock""",
+        shipment_id, order_id, location_id, skus,
+    )
+    return CommitState(row["fresh"], row["reservation"], row["stock"])
+
+
+async def insert_reservation(
+    conn: asyncpg.Connection,
+    r: dict[str, Any],
+    reserve: list[tuple[str, str, int]],
+    waiting_lines: list[tuple[str, int]],
+) -> None:
+    """Stores an order's outcome with its effects in one statement: the reserved units
+    (sku, location, quantity) added to stock, and for a backorder its place in the queue and demand."""
+    await conn.execute(
+        """WITH c AS (
+               SELECT * FROM unnest($12::text[], $13::text[], $14::int[]) AS u(sku, loc, q)
+           ), w AS (
+               UPDATE stock s SET reserved = s.reserved + c.q, updated_at = now()
+               FROM c WHERE s.sku = c.sku AND s.location_id = c.loc
+           ), ins AS (
+               INSERT INTO reservations (order_id, reservation_id, status, destination_country, lines, allocations,
+                   strategy, reason, short, failure_reason, command_event_id, correlation_id, backorder_seq)
+               VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9::jsonb, $10, $11, $15,
+                       CASE WHEN $3 = 'backordered' THEN nextval('backorder_arrival') END)
+               RETURNING order_id
+           )
+           INSERT INTO backorder_lines (sku, order_id, quantity)
+           SELECT b.sku, ins.order_id, b.q FROM ins, unnest($16::text[], $17::int[]) AS b(sku, q)""",
+        r["order_id"], r["reservation_id"], r["status"], r["destination_country"], r["lines"],
+        r.get("allocations", []), r.get("strategy"), r.get("reason"), r.get("short", []),
+        r.get("failure_reason"), r["command_event_id"],
+        [x[0] for x in reserve], [x[1] for x in reserve], [x[2] for x in reserve], r["correlation_id"],
+        [x[0] for x in waiting_lines], [x[1] for x in waiting_lines],
+    )
+
+
+async def get_reservation(conn: asyncpg.Connection, order_id: UUID, *, for_update: bool = False) -> asyncpg.Record:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE order_id = $1{lock}", order_id)
+
+
+async def set_waiting_cause(conn: asyncpg.Connection, order_id: UUID, event_id: UUID, correlation_id: UUID) -> None:
+    """A repeated ReserveStock for a waiting order: the eventual StockReserved answers the latest one."""
+    await conn.execute(
+        "UPDATE reservations SET command_event_id = $2, correlation_id = $3, updated_at = now() WHERE order_id = $1",
+        order_id, event_id, correlation_id,
+    )
+
+
+async def mark_released(conn: asyncpg.Connection, order_id: UUID, released: list[dict], reason: str) -> None:
+    await conn.execute(
+        """WITH gone AS (DELETE FROM backorder_lines WHERE order_id = $1)
+           UPDATE reservations SET status = 'released', released = $2::jsonb, release_reason = $3,
+               backorder_seq = NULL, updated_at = now()
+           WHERE order_id = $1""",
+        order_id, released, reason,
+    )
+
+
+async def insert_released(
+    conn: asyncpg.Connection, order_id: UUID, reservation_id: UUID, reason: str, event_id: UUID, correlation_id: UUID
+) -> None:
+    """A release for an order never seen: remembered, so a late ReserveStock for it reserves nothing."""
+    await conn.execute(
+        """INSERT INTO reservations (order_id, reservation_id, status, destination_country, lines, released,
+               release_reason, command_event_id, correlation_id)
+           VALUES ($1, $2, 'released', '', '[]', '[]', $3, $4, $5)""",
+        order_id, reservation_id, reason, event_id, correlation_id,
+    )
+
+
+async def set_allocations(conn: asyncpg.Connection, order_id: UUID, allocations: list[dict], status: str) -> None:
+    await conn.execute(
+        "UPDATE reservations SET allocations = $2::jsonb, status = $3, updated_at = now() WHERE order_id = $1",
+        order_id, allocations, status,
+    )
+
+
+async def has_waiting(conn: asyncpg.Connection, skus: list[str]) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM backorder_lines WHERE sku = ANY($1::text[]))", skus
+    ))
+
+
+async def waiting_backorders(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """The oldest waiting backorders, in arrival order, locked."""
+    return await conn.fetch(
+        """SELECT order_id, reservation_id, lines, destination_country, command_event_id, correlation_id
+           FROM reservations
+           WHERE status = 'backordered' ORDER BY backorder_seq LIMIT $1 FOR UPDATE""",
+        limit,
+    )
+
+
+async def mark_served(
+    conn: asyncpg.Connection, served: list[tuple[UUID, list[dict], str, str]], reserve: list[tuple[str, str, int]]
+) -> None:
+    """Served backorders become reservations (order_id, allocations, strategy, reason), their units
+    (sku, location, quantity, one entry per pair) are reserved and they leave the queue."""
+    await conn.execute(
+        """WITH c AS (
+               SELECT * FROM unnest($5::text[], $6::text[], $7::int[]) AS u(sku, loc, q)
+           ), w AS (
+               UPDATE stock s SET reserved = s.reserved + c.q, updated_at = now()
+               FROM c WHERE s.sku = c.sku AND s.location_id = c.loc
+           ), gone AS (
+               DELETE FROM backorder_lines WHERE order_id = ANY($1::uuid[])
+           )
+           UPDATE reservations r SET status = 'reserved', allocations = v.a::jsonb, strategy = v.s, reason = v.r,
+               short = '[]', backorder_seq = NULL, updated_at = now()
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS v(o, a, s, r)
+           WHERE r.order_id = v.o""",
+        [s[0] for s in served], [_json(s[1]) for s in served], [s[2] for s in served], [s[3] for s in served],
+        [x[0] for x in reserve], [x[1] for x in reserve], [x[2] for x in reserve],
+    )
