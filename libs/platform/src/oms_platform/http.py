@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oms_platform import metrics, telemetry
@@ -143,6 +144,12 @@ class PlatformMiddleware:
                     if not started:
                         started, status = True, 413
                         await self._too_large(send)
+                    # Read (and drop) the rest the client is sending, within reason, so that closing
+                    # the connection does not reset it before it has read the 413.
+                    drained = 0
+                    while message.get("more_body") and drained < 8 * self.max_body_bytes:
+                        message = await receive()
+                        drained += len(message.get("body", b""))
                     return {"type": "http.disconnect"}
             return message
 
@@ -160,7 +167,11 @@ class PlatformMiddleware:
         with self.tracer.start_as_current_span(
             scope["method"], context=ctx, kind=trace.SpanKind.SERVER, record_exception=False
         ) as span:
-            await self.app(scope, limited_receive, tracked_send)
+            try:
+                await self.app(scope, limited_receive, tracked_send)
+            except Exception:
+                if not refused:  # after a 413 the app only complains that the client went away
+                    raise
             route_path = getattr(scope.get("route"), "path", "unmatched")
             if span.is_recording():
                 span.update_name(f"{scope['method']} {route_path}")
@@ -178,6 +189,45 @@ class PlatformMiddleware:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+def parse_json_body(model: type[BaseModel], raw: bytes) -> Any:
+    """Validates a raw JSON body with pydantic's Rust parser in one pass (the hot-path alternative to
+    a FastAPI body parameter); errors answer 422 exactly like FastAPI's, located under `body`."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+def json_body_openapi(model: type[BaseModel], headers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`openapi_extra` documenting a body read with parse_json_body (and required headers)."""
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}},
+        "parameters": [{"name": name, "in": "header", "required": True, "schema": schema}
+                       for name, schema in (headers or {}).items()],
+    }
+
+
+def add_openapi_models(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Adds models referenced only through json_body_openapi to the OpenAPI components."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in definition.pop("$defs", {}).items():
+                components.setdefault(name, sub)
+            components.setdefault(model.__name__, definition)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def bearer_token(request: Request) -> str | None:

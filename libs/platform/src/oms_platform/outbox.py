@@ -81,12 +81,15 @@ def payload_message(
 ) -> OutgoingMessage:
     """Like event_message, for a payload that is already plain JSON data validated upstream (the hot
     path of order capture): no second round of model validation. Tests check it against the model."""
-    env = Envelope.model_construct(
-        event_id=uuid4(), event_type=event_type, event_version=event_version, occurred_at=datetime.now(UTC),
-        producer=producer, order_id=order_id, correlation_id=correlation_id or order_id,
-        causation_id=causation_id, payload=payload,
-    )
-    return envelope_message(topic, env)
+    body = {
+        "event_id": str(uuid4()), "event_type": event_type, "event_version": event_version,
+        "occurred_at": datetime.now(UTC).isoformat(), "producer": producer, "order_id": str(order_id),
+        "correlation_id": str(correlation_id or order_id), "causation_id": str(causation_id) if causation_id else None,
+        "payload": payload,
+    }
+    headers = [("event_type", event_type), ("event_version", str(event_version)),
+               ("content-type", "application/json"), *telemetry.inject_headers().items()]
+    return OutgoingMessage(topic=topic, key=str(order_id), value=orjson.dumps(body), headers=headers)
 
 
 def insert_cte(source: str, first_param: int) -> str:

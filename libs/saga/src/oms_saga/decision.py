@@ -66,7 +66,7 @@ class Decision:
     def open(self, name: str) -> None:
         self.c.seq += 1
         self.c.started_at = self.now.isoformat()
-        self.c.sent, self.c.loose, self.c.timeout = [], False, None
+        self.c.sent, self.c.loose, self.c.waited, self.c.timeout = [], False, False, None
         self.s.step, self.s.attempts, self.s.stuck = name, 0, False
         self.row()
 

@@ -129,7 +129,9 @@ class _Run(Decision):
         elif out.kind == "failure":
             assert out.end is not None
             self.row("failed", detail)
-            self.compensate(out.end, include_current=False)
+            # A failure reply means the participant did nothing, unless it had said "wait" before
+            # (e.g. a backorder it holds): then the step is undone too.
+            self.compensate(out.end, include_current=self.c.waited)
         elif out.kind == "wait":
             if self.s.stuck:  # progress after being flagged: the deadline runs again
                 self.s.stuck = False
@@ -141,6 +143,7 @@ class _Run(Decision):
             if out.deadline is not None:
                 self.set_deadline(None, out.deadline)
             self.c.loose = self.c.loose or out.loose
+            self.c.waited = True
             self.row(None, detail)
         elif out.kind == "stuck":
             self.flag_stuck(detail)

@@ -8,19 +8,26 @@ the commit leaves nothing behind, so the restarted service decides again from th
 import asyncio
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from oms_contracts import Envelope
 from oms_platform import faults, outbox
 from oms_platform.consumer import MessageContext
 from oms_saga import engine, metrics, store
 from oms_saga.definition import Saga
-from oms_saga.state import Incoming, Transition
+from oms_saga.state import Incoming, SagaState, Transition
 
 log = logging.getLogger(__name__)
+
+
+# The sagas of the batch being applied: (its connection, order id -> saga or None). Set by
+# before_batch and read by the handlers, which run in the same task right after it.
+_BATCH: ContextVar[tuple[Any, dict[UUID, SagaState | None]] | None] = ContextVar("saga_batch", default=None)
 
 
 def utcnow() -> datetime:
@@ -37,10 +44,23 @@ class SagaRunner:
     def _messages(self, tr: Transition) -> list[outbox.OutgoingMessage]:
         return [outbox.envelope_message(self.topic_prefix + topic, env) for topic, env in tr.messages]
 
+    async def before_batch(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        """ConsumerSpec.before_batch: locks and reads every saga the batch touches in one statement;
+        the handlers then take them from here instead of one SELECT each."""
+        ids = sorted({env.order_id for env in envelopes})
+        found = await store.load_many(conn, self.saga.name, ids)
+        _BATCH.set((conn, {order_id: found.get(order_id) for order_id in ids}))
+
+    async def _load(self, conn: asyncpg.Connection, order_id: UUID) -> SagaState | None:
+        batch = _BATCH.get()
+        if batch is not None and batch[0] is conn and order_id in batch[1]:
+            return batch[1][order_id]
+        return await store.load(conn, self.saga.name, order_id)
+
     async def start(self, ctx: MessageContext, order_id: UUID, data: dict[str, Any]) -> Transition:
         """Starts the saga of an order from the consumed event (a repeat start changes nothing)."""
         now = self.clock()
-        existing = await store.load(ctx.conn, self.saga.name, order_id)
+        existing = await self._load(ctx.conn, order_id)
         tr = engine.start(self.saga, existing, order_id, data, Incoming.of(ctx.envelope, ctx.payload), now)
         return await self._write(ctx, tr, now)
 
@@ -48,7 +68,7 @@ class SagaRunner:
         """Applies a consumed event to its order's saga."""
         now = self.clock()
         incoming = Incoming.of(ctx.envelope, ctx.payload)
-        state = await store.load(ctx.conn, self.saga.name, incoming.order_id)
+        state = await self._load(ctx.conn, incoming.order_id)
         tr = engine.handle(self.saga, state, incoming, now)
         if tr.state is None:
             log.debug("%s for order %s: no %s saga; ignored", incoming.event_type, incoming.order_id, self.saga.name)
@@ -60,7 +80,12 @@ class SagaRunner:
         # ctx.emit would write: same producer, correlation and causation).
         ctx.outgoing.extend(self._messages(tr))
         faults.crash_point("saga.before_commit")
+        # Counted before the batch commits (the platform has no after-commit hook): a batch that is
+        # rolled back and redelivered counts twice.
         metrics.observe(self.saga.name, tr)
+        batch = _BATCH.get()
+        if tr.state is not None and batch is not None and batch[0] is ctx.conn:
+            batch[1][tr.state.order_id] = tr.state  # the order's next event in this batch starts here
         return tr
 
     async def tick(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
@@ -71,8 +96,15 @@ class SagaRunner:
             states = await store.due(conn, self.saga.name, now, limit)
             messages = []
             for state in states:
-                tr = engine.tick(self.saga, state, now)
-                await store.save(conn, tr, now)
+                try:
+                    async with conn.transaction():  # a savepoint: one saga failing holds up no other
+                        tr = engine.tick(self.saga, state, now)
+                        await store.save(conn, tr, now)
+                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                    raise
+                except Exception:
+                    log.exception("deadline of saga %s (order %s) failed", state.saga_id, state.order_id)
+                    continue
                 messages += self._messages(tr)
                 done.append(tr)
             await outbox.enqueue(conn, messages)

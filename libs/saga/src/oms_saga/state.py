@@ -1,11 +1,12 @@
 """The state of one saga instance and what a decision produces. Plain data, JSON-friendly, no I/O."""
 
-import copy
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel
 
 from oms_contracts import Envelope
@@ -16,6 +17,10 @@ COMPENSATING = "compensating"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
+def _json_copy(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value))
+
+
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 STATES = (PENDING, RUNNING, COMPENSATING, COMPLETED, FAILED, CANCELLED)
 
@@ -26,6 +31,7 @@ class Control:
 
     sent: list[str] = field(default_factory=list)  # event ids of the current step's command, every attempt
     loose: bool = False  # the current step also accepts replies that do not answer its command
+    waited: bool = False  # the current step was told to wait: its participant holds something already
     timeout: str | None = None  # named timeout policy in force (None: the step's default)
     effects: list[str] = field(default_factory=list)  # steps whose command was sent (may need undoing)
     plan: list[str] = field(default_factory=list)  # compensations still to run, the current one first
@@ -40,7 +46,7 @@ class Control:
 
     @classmethod
     def from_json(cls, value: dict[str, Any] | None) -> "Control":
-        return cls(**copy.deepcopy(value or {}))
+        return cls(**_json_copy(value or {}))
 
 
 @dataclass
@@ -65,7 +71,8 @@ class SagaState:
         return self.state in TERMINAL
 
     def copy(self) -> "SagaState":
-        return copy.deepcopy(self)
+        # data and control are JSON (they live in jsonb): a JSON round trip copies them fastest.
+        return dataclasses.replace(self, data=_json_copy(self.data), control=Control(**_json_copy(vars(self.control))))
 
 
 @dataclass(frozen=True)

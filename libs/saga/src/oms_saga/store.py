@@ -14,6 +14,10 @@ COLUMNS = """saga_id, saga_type, order_id, state, current_step, stuck, status, s
 
 _LOAD = f"SELECT {COLUMNS} FROM saga_instances WHERE saga_type = $1 AND order_id = $2 FOR UPDATE"
 
+# Locks in order_id order, so two transactions locking overlapping sets cannot deadlock.
+_LOAD_MANY = f"""SELECT {COLUMNS} FROM saga_instances
+    WHERE saga_type = $1 AND order_id = ANY($2::uuid[]) ORDER BY order_id FOR UPDATE"""
+
 # Sagas whose deadline passed; rows another ticker (or a consumer) holds are skipped, not waited for.
 _DUE = f"""SELECT {COLUMNS} FROM saga_instances
     WHERE deadline_at <= $2 AND saga_type = $1
@@ -59,6 +63,11 @@ async def load(conn: asyncpg.Connection, saga_type: str, order_id: UUID) -> Saga
     """The saga of an order, its row locked until the caller's transaction ends."""
     row = await conn.fetchrow(_LOAD, saga_type, order_id)
     return _state(row) if row else None
+
+
+async def load_many(conn: asyncpg.Connection, saga_type: str, order_ids: list[UUID]) -> dict[UUID, SagaState]:
+    """The sagas of several orders (those that exist), all locked, in one statement."""
+    return {r["order_id"]: _state(r) for r in await conn.fetch(_LOAD_MANY, saga_type, order_ids)}
 
 
 async def due(conn: asyncpg.Connection, saga_type: str, now: datetime, limit: int) -> list[SagaState]:

@@ -5,9 +5,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from oms_contracts.topics import ORDERS_EVENTS
+from oms_platform.http import add_openapi_models
 from oms_platform.runtime import ServiceRuntime, create_app
 from order_capture import consumers
 from order_capture.api import build_router
+from order_capture.domain import OrderIn
 from order_capture.handlers import ApiKeys
 from order_capture.settings import Settings
 
@@ -21,4 +23,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         produces=[ORDERS_EVENTS],
     )
     keys = ApiKeys(lambda: runtime.pool, settings.api_key_cache_seconds)
-    return create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture")
+    app = create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture")
+    add_openapi_models(app, OrderIn)
+    return app

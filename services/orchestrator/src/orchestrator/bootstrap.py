@@ -1,0 +1,50 @@
+"""Builds the orchestrator: settings, the order saga and its runner, runtime (with the deadline
+ticker), API."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from oms_contracts.topics import BILLING_REQUESTS, ORDERS_STATUS, commands
+from oms_platform.runtime import ServiceRuntime, create_app
+from oms_saga.runner import DeadlineTicker, SagaRunner
+from orchestrator import consumers
+from orchestrator.api import build_router
+from orchestrator.domain import order_saga
+from orchestrator.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+PRODUCES = (ORDERS_STATUS, BILLING_REQUESTS, commands("inventory"), commands("fulfilment"))
+
+
+class OrchestratorRuntime(ServiceRuntime):
+    """The platform runtime plus the saga deadline ticker, started once the pool exists."""
+
+    def __init__(self, settings: Settings, runner: SagaRunner):
+        super().__init__(
+            settings,
+            # The engine's tables (saga instances and their history), copied from oms_saga's
+            # migrations (a unit test keeps the copy identical), plus any of the orchestrator's own.
+            migrations=MIGRATIONS,
+            consumers=[consumers.saga_consumer(runner)],
+            produces=[settings.kafka_topic_prefix + t for t in PRODUCES],
+        )
+        self.ticker = DeadlineTicker(runner, lambda: self.pool, interval=settings.tick_interval_seconds,
+                                     batch_size=settings.tick_batch_size)
+
+    async def start(self) -> None:
+        await super().start()
+        self.ticker.start()
+
+    async def stop(self) -> None:
+        await self.ticker.stop()
+        await super().stop()
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runner = SagaRunner(order_saga(settings.deadlines(), producer=settings.service_name),
+                        topic_prefix=settings.kafka_topic_prefix)
+    runtime = OrchestratorRuntime(settings, runner)
+    return create_app(runtime, [build_router(settings.oms_admin_token)], title="OMS orchestrator")

@@ -1,0 +1,19 @@
+"""Kafka consumers of the orchestrator: one consumer group reads every topic the order saga listens
+to, so each batch is one transaction whatever its mix of topics."""
+
+from functools import partial
+
+from oms_contracts.topics import BILLING_EVENTS, ORDERS_EVENTS, events
+from oms_platform.consumer import ConsumerSpec
+from oms_saga.runner import SagaRunner
+from orchestrator import handlers
+
+TOPICS = [ORDERS_EVENTS, events("inventory"), events("fulfilment"), BILLING_EVENTS, events("tracking")]
+
+
+def saga_consumer(runner: SagaRunner) -> ConsumerSpec:
+    apply = partial(handlers.apply_event, runner)
+    table = {event_type: apply for event_type in runner.saga.event_types()}
+    table["OrderPlaced"] = partial(handlers.start_saga, runner)
+    return ConsumerSpec(name="saga", topics=[runner.topic_prefix + t for t in TOPICS], handlers=table,
+                        before_batch=runner.before_batch)

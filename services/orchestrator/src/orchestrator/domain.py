@@ -1,0 +1,249 @@
+"""The order saga of docs/order-saga.md, as data: steps, their commands, what each reply means, the
+compensations and the deadlines. Pure: no I/O (the engine in oms_saga runs it)."""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from oms_contracts import billing, fulfilment, inventory, orders
+from oms_contracts.topics import BILLING_REQUESTS, ORDERS_STATUS, commands
+from oms_saga.definition import (
+    Command,
+    Compensation,
+    End,
+    Outcome,
+    Saga,
+    SagaView,
+    Send,
+    Step,
+    Timeout,
+    failure,
+    ignore,
+    resume,
+    stuck,
+    success,
+    wait,
+)
+
+SAGA_TYPE = "order"
+PRODUCER = "orchestrator"
+INVENTORY = commands("inventory")
+FULFILMENT = commands("fulfilment")
+
+# Order status changes the saga may make (CONTRACT.md, Order statuses).
+ALLOWED_STATUS_CHANGES: dict[str, frozenset[str]] = {
+    "pending": frozenset({"backordered", "awaiting_payment", "confirmed", "rejected", "cancelled"}),
+    "backordered": frozenset({"awaiting_payment", "confirmed", "rejected", "cancelled"}),
+    "awaiting_payment": frozenset({"confirmed", "rejected", "cancelled"}),
+    "confirmed": frozenset({"partially_shipped", "shipped", "rejected", "cancelled"}),
+    "partially_shipped": frozenset({"shipped"}),
+    "shipped": frozenset({"delivered"}),
+}
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    step: float = 30.0
+    attempts: int = 3
+    payment: float = 3600.0
+    backorder: float = 14 * 86400.0
+    dispatch: float = 3 * 86400.0
+    delivery: float = 30 * 86400.0
+
+
+def rejected(reason: str) -> End:
+    return End("failed", "rejected", reason)
+
+
+def initial_data(order: orders.OrderPlacedV1) -> dict[str, Any]:
+    """What the saga keeps of the order (JSON: money as decimal strings)."""
+    return {
+        "lines": [{"sku": li.sku, "quantity": li.quantity, "unit_price": str(li.unit_price)} for li in order.lines],
+        "currency": order.currency,
+        "payment_status": order.payment.status,
+        "shipping_method": order.shipping_method,
+        "shipping_address": order.shipping_address.model_dump(mode="json"),
+        "allocations": [], "shipments": [], "dispatched": [], "delivered": [],
+    }
+
+
+def shipment_amount(data: dict[str, Any], lines: list[inventory.StockLine]) -> Decimal:
+    prices = {li["sku"]: Decimal(li["unit_price"]) for li in data["lines"]}
+    return sum((prices.get(li.sku, Decimal(0)) * li.quantity for li in lines), Decimal(0))
+
+
+# --- command builders -----------------------------------------------------------------------------
+
+
+def reserve_stock(v: SagaView) -> inventory.ReserveStockV1:
+    return inventory.ReserveStockV1(
+        order_id=v.order_id, destination_country=v.data["shipping_address"]["country"],
+        lines=[inventory.StockLine(sku=li["sku"], quantity=li["quantity"]) for li in v.data["lines"]],
+    )
+
+
+def release_stock(v: SagaView) -> inventory.ReleaseStockV1:
+    return inventory.ReleaseStockV1(order_id=v.order_id, reason=v.end.reason if v.end else "compensation")
+
+
+def create_shipments(v: SagaView) -> fulfilment.CreateShipmentsV1:
+    by_location: dict[str, list[inventory.StockLine]] = defaultdict(list)
+    for a in v.data["allocations"]:
+        by_location[a["location_id"]].append(inventory.StockLine(sku=a["sku"], quantity=a["quantity"]))
+    return fulfilment.CreateShipmentsV1(
+        order_id=v.order_id, shipping_method=v.data["shipping_method"],
+        shipping_address=orders.Address.model_validate(v.data["shipping_address"]),
+        shipments=[fulfilment.ShipmentRequest(location_id=loc, lines=lines) for loc, lines in by_location.items()],
+    )
+
+
+def cancel_shipments(v: SagaView) -> fulfilment.CancelShipmentsV1:
+    return fulfilment.CancelShipmentsV1(order_id=v.order_id, reason=v.end.reason if v.end else "compensation")
+
+
+# --- replies --------------------------------------------------------------------------------------
+
+
+def on_reserved(v: SagaView, e: inventory.StockReservedV1) -> Outcome:
+    v.data["allocations"] = [a.model_dump(mode="json") for a in e.allocations]
+    return success(detail=f"StockReserved ({e.strategy})")
+
+
+def on_backordered(v: SagaView, e: inventory.StockBackorderedV1) -> Outcome:
+    # Inventory sends StockReserved on its own when stock arrives: accept it without causation.
+    short = ", ".join(s.sku for s in e.short)
+    return wait(status="backordered", reason="awaiting_stock", timeout="backorder", loose=True,
+                detail=f"StockBackordered ({short})")
+
+
+def on_reservation_failed(_: SagaView, e: inventory.StockReservationFailedV1) -> Outcome:
+    return failure(rejected(e.reason), detail=f"StockReservationFailed ({e.reason})")
+
+
+def payment_authorized(v: SagaView) -> bool:
+    return v.data["payment_status"] == "authorized"
+
+
+def on_payment_confirmed(_: SagaView, e: billing.PaymentConfirmedV1) -> Outcome:
+    return success(detail=f"PaymentConfirmed ({e.reference})")
+
+
+def on_shipments_created(v: SagaView, e: fulfilment.ShipmentsCreatedV1) -> Outcome:
+    v.data["shipments"] = [{"shipment_id": str(s.shipment_id), "location_id": s.location_id} for s in e.shipments]
+    return success(detail=f"ShipmentsCreated ({len(e.shipments)})")
+
+
+def on_shipment_creation_failed(_: SagaView, e: fulfilment.ShipmentCreationFailedV1) -> Outcome:
+    return failure(rejected("shipment_failed"), detail=f"ShipmentCreationFailed ({e.reason})")
+
+
+def on_dispatched(v: SagaView, e: fulfilment.ShipmentDispatchedV1) -> Outcome:
+    sid, known = str(e.shipment_id), {s["shipment_id"] for s in v.data["shipments"]}
+    if sid in v.data["dispatched"]:
+        return ignore(f"shipment {sid} already dispatched")
+    if sid not in known:
+        return ignore(f"shipment {sid} is not one of this order's")
+    v.data["dispatched"].append(sid)
+    amount, currency = shipment_amount(v.data, e.lines), v.data["currency"]
+    emit = (
+        Send(INVENTORY, inventory.CommitStockV1(order_id=v.order_id, shipment_id=e.shipment_id,
+                                                location_id=e.location_id, lines=e.lines)),
+        Send(BILLING_REQUESTS, billing.PaymentCaptureRequestedV1(order_id=v.order_id, shipment_id=e.shipment_id,
+                                                                 amount=amount, currency=currency)),
+        Send(BILLING_REQUESTS, billing.InvoiceRequestedV1(order_id=v.order_id, shipment_id=e.shipment_id,
+                                                          amount=amount, currency=currency)),
+    )
+    detail = f"ShipmentDispatched {len(v.data['dispatched'])}/{len(known)}"
+    if known <= set(v.data["dispatched"]):
+        return success(status="shipped", emit=emit, detail=detail)
+    return wait(status="partially_shipped", emit=emit, detail=detail)
+
+
+def on_delivered(v: SagaView, e: fulfilment.ShipmentDeliveredV1) -> Outcome:
+    sid, known = str(e.shipment_id), {s["shipment_id"] for s in v.data["shipments"]}
+    if sid in v.data["delivered"] or sid not in known:
+        return ignore(f"shipment {sid} already delivered or not this order's")
+    v.data["delivered"].append(sid)
+    detail = f"ShipmentDelivered {len(v.data['delivered'])}/{len(known)}"
+    return success(status="delivered", detail=detail) if known <= set(v.data["delivered"]) else wait(detail=detail)
+
+
+def on_shipment_cancellation_refused(v: SagaView, e: fulfilment.ShipmentCancellationRefusedV1) -> Outcome:
+    """A shipment left before the cancellation reached fulfilment: the order goes on."""
+    if v.end is not None and v.end.state == "cancelled" and v.data["shipments"]:
+        return resume("await_dispatch", emit=(_refusal(v, "already_dispatched"),),
+                      detail=f"ShipmentCancellationRefused ({e.reason})")
+    return stuck(f"shipments could not be cancelled ({e.reason})")
+
+
+# --- cancellation and status ----------------------------------------------------------------------
+
+
+def _refusal(v: SagaView, reason: str) -> Send:
+    return Send(ORDERS_STATUS, orders.OrderCancellationRefusedV1(order_id=v.order_id, reason=reason,
+                                                                 status=v.status or "pending"))
+
+
+def cancel_policy(v: SagaView, e: orders.OrderCancellationRequestedV1) -> End | Outcome | None:
+    """Cancellable until a shipment is dispatched; refused once one is, or when the saga ended."""
+    if v.state == "compensating" and v.end is not None:
+        if v.end.state == "cancelled":
+            return None  # the same cancellation asked again
+        return ignore_with(_refusal(v, f"already_{v.end.status}"), f"already ending as {v.end.status}")
+    if v.state in ("completed", "failed", "cancelled"):
+        return ignore_with(_refusal(v, f"already_{v.status}"), f"saga {v.state}")
+    if v.data["dispatched"]:
+        return ignore_with(_refusal(v, "already_dispatched"), "a shipment was dispatched")
+    return End("cancelled", "cancelled", e.reason)
+
+
+def ignore_with(message: Send, detail: str) -> Outcome:
+    return Outcome("ignore", emit=(message,), detail=detail)
+
+
+def status_event(order_id: UUID, old: str | None, new: str, reason: str | None, at: datetime) -> Send:
+    return Send(ORDERS_STATUS, orders.OrderStatusChangedV1(order_id=order_id, old_status=old, new_status=new,
+                                                           reason=reason, changed_at=at))
+
+
+def order_saga(d: Deadlines = Deadlines(), *, producer: str = PRODUCER) -> Saga:
+    step = Timeout(d.step, d.attempts, "stuck")
+    return Saga(
+        name=SAGA_TYPE, producer=producer, status_event=status_event, initial_status="pending",
+        cancel_on=frozenset({"OrderCancellationRequested"}), cancel=cancel_policy,
+        remember=frozenset({"PaymentConfirmed", "ShipmentDispatched", "ShipmentDelivered"}),
+        steps=(
+            Step(
+                "reserve_stock", command=Command(INVENTORY, reserve_stock),
+                replies={"StockReserved": on_reserved, "StockBackordered": on_backordered,
+                         "StockReservationFailed": on_reservation_failed},
+                compensation=Compensation("release_stock", Command(INVENTORY, release_stock),
+                                          frozenset({"StockReleased"}), step),
+                timeout=Timeout(d.step, d.attempts, rejected("inventory_timeout")),
+                timeouts={"backorder": Timeout(d.backorder, 1, rejected("backorder_timeout"))},
+            ),
+            Step(
+                "payment_gate", events={"PaymentConfirmed": on_payment_confirmed}, passes_if=payment_authorized,
+                timeout=Timeout(d.payment, 1, End("cancelled", "cancelled", "payment_timeout")),
+                status="awaiting_payment",
+            ),
+            Step(
+                "create_shipments", command=Command(FULFILMENT, create_shipments),
+                replies={"ShipmentsCreated": on_shipments_created,
+                         "ShipmentCreationFailed": on_shipment_creation_failed},
+                compensation=Compensation(
+                    "cancel_shipments", Command(FULFILMENT, cancel_shipments), frozenset({"ShipmentsCancelled"}),
+                    step, refusals={"ShipmentCancellationRefused": on_shipment_cancellation_refused},
+                ),
+                timeout=Timeout(d.step, d.attempts, rejected("fulfilment_timeout")),
+                status="confirmed",
+            ),
+            Step("await_dispatch", events={"ShipmentDispatched": on_dispatched},
+                 timeout=Timeout(d.dispatch, 1, "stuck")),
+            Step("await_delivery", events={"ShipmentDelivered": on_delivered},
+                 timeout=Timeout(d.delivery, 1, "stuck")),
+        ),
+    )

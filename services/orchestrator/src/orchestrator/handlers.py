@@ -1,0 +1,44 @@
+"""Use cases of the orchestrator: start an order's saga, apply an event to it, read sagas."""
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from oms_contracts.orders import OrderPlacedV1
+from oms_platform.consumer import MessageContext
+from oms_platform.http import ApiError
+from oms_saga.runner import SagaRunner
+from orchestrator import repository as repo
+from orchestrator.domain import initial_data
+
+
+async def start_saga(runner: SagaRunner, ctx: MessageContext) -> None:
+    placed = ctx.payload
+    assert isinstance(placed, OrderPlacedV1)
+    await runner.start(ctx, placed.order_id, initial_data(placed))
+
+
+async def apply_event(runner: SagaRunner, ctx: MessageContext) -> None:
+    await runner.handle(ctx)
+
+
+async def get_saga(pool: asyncpg.Pool, saga_type: str, order_id: UUID) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        row = await repo.saga_by_order(conn, saga_type, order_id)
+        if row is None:
+            raise ApiError(404, "not_found", f"no {saga_type} saga for order {order_id}")
+        steps = await repo.steps(conn, row["saga_id"])
+        notes = await repo.notes(conn, row["saga_id"])
+    return {**dict(row), "steps": [dict(s) for s in steps], "ignored_messages": [dict(n) for n in notes]}
+
+
+async def list_sagas(
+    pool: asyncpg.Pool, *, saga_type: str | None, state: str | None, stuck: bool | None, before: UUID | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], UUID | None]:
+    async with pool.acquire() as conn:
+        rows = await repo.list_sagas(conn, saga_type=saga_type, state=state, stuck=stuck, before=before,
+                                     limit=limit + 1)
+    items = [dict(r) for r in rows[:limit]]
+    return items, (rows[limit - 1]["saga_id"] if len(rows) > limit else None)

@@ -1,0 +1,107 @@
+"""The engine's persistence on a real PostgreSQL (no broker): a transition round-trips through its
+tables, and the deadline ticker skips sagas another transaction holds."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import asyncpg
+import orjson
+import pytest
+from aiokafka import ConsumerRecord
+
+from oms_contracts import new_envelope
+from oms_contracts.inventory import StockReservedV1
+from oms_platform import db
+from oms_platform.consumer import BatchProcessor
+from oms_saga import MIGRATIONS, engine, store
+from oms_saga.runner import SagaRunner
+from oms_saga.state import Incoming
+from orchestrator.consumers import saga_consumer
+from orchestrator.domain import Deadlines, initial_data, order_saga
+from tests.unit.saga.factory import dispatched, placed, saga_test, shipment_ids, to_dispatch
+
+pytestmark = pytest.mark.infra
+
+SAGA = order_saga(Deadlines(step=1, attempts=2))
+
+
+@pytest.fixture
+async def saga_pool(fresh_db: str):
+    pool = await db.create_pool(fresh_db, min_size=1, max_size=4)
+    await db.migrate(pool, MIGRATIONS)  # the engine's own folder: the tables alone
+    yield pool
+    await pool.close()
+
+
+async def _started(pool: asyncpg.Pool, now: datetime):
+    order_id = uuid4()
+    tr = engine.start(SAGA, None, order_id, initial_data(placed(order_id)), None, now)
+    async with pool.acquire() as conn, conn.transaction():
+        await store.save(conn, tr, now)
+    return order_id, tr
+
+
+async def test_a_saga_round_trips_with_its_history(saga_pool: asyncpg.Pool):
+    now = datetime.now(UTC)
+    order_id, tr = await _started(saga_pool, now)
+    async with saga_pool.acquire() as conn, conn.transaction():
+        loaded = await store.load(conn, "order", order_id)
+    assert loaded == tr.state
+    async with saga_pool.acquire() as conn:
+        steps = await conn.fetch("SELECT step, kind, attempts, outcome FROM saga_steps ORDER BY seq")
+    assert [tuple(s) for s in steps] == [("reserve_stock", "forward", 1, None)]
+
+
+async def test_the_ticker_resends_due_commands_and_skips_locked_sagas(saga_pool: asyncpg.Pool):
+    now = datetime.now(UTC) - timedelta(seconds=5)
+    free_order, _ = await _started(saga_pool, now)
+    held_order, _ = await _started(saga_pool, now)
+    runner = SagaRunner(SAGA)
+    async with saga_pool.acquire() as holder, holder.transaction():
+        await store.load(holder, "order", held_order)  # a consumer holds this one
+        assert await asyncio.wait_for(runner.tick(saga_pool), 5) == 1
+    async with saga_pool.acquire() as conn:
+        attempts = dict(await conn.fetch("SELECT order_id, attempts FROM saga_instances"))
+        outbox = await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = 'oms.inventory.commands'")
+    assert attempts == {free_order: 2, held_order: 1}
+    assert outbox == 1  # the resent ReserveStock, in the ticker's transaction
+    assert await runner.tick(saga_pool) == 1  # released: its turn now
+
+
+async def test_notes_are_kept_for_stale_replies(saga_pool: asyncpg.Pool):
+    now = datetime.now(UTC)
+    order_id, tr = await _started(saga_pool, now)
+    event = StockReservedV1(order_id=order_id, reservation_id=uuid4(), allocations=[], strategy="s", reason="r")
+    env = new_envelope(event, producer="inventory", order_id=order_id, causation_id=uuid4())  # not our command
+    stale = engine.handle(SAGA, tr.state, Incoming.of(env, event), now)
+    assert not stale.changed and stale.notes
+    async with saga_pool.acquire() as conn, conn.transaction():
+        await store.save(conn, stale, now)
+    async with saga_pool.acquire() as conn:
+        notes = await conn.fetch("SELECT event_type, event_id, disposition FROM saga_log")
+    assert [tuple(n) for n in notes] == [("StockReserved", env.event_id, "stale")]
+
+
+def _record(env, offset: int) -> ConsumerRecord:
+    return ConsumerRecord("oms.fulfilment.events", 0, offset, 0, 0, str(env.order_id).encode(),
+                          orjson.dumps(env.model_dump(mode="json")), None, 0, 0, [])
+
+
+async def test_events_of_one_order_in_one_batch_build_on_each_other(saga_pool: asyncpg.Pool):
+    """The batch's sagas are locked and read once (before_batch); the second dispatch of the batch
+    sees the first one's effect."""
+    t = to_dispatch(saga_test())  # a saga at await_dispatch with two shipments, decided in memory
+    async with saga_pool.acquire() as conn, conn.transaction():
+        for tr in t.history:
+            await store.save(conn, tr, t.now)
+    runner = SagaRunner(SAGA)
+    processor = BatchProcessor(saga_consumer(runner), saga_pool, producer="orchestrator", group_id="g")
+    events = [dispatched(t, sid) for sid in shipment_ids(t)]
+    envs = [new_envelope(e, producer="fulfilment", order_id=t.order_id) for e in events]
+    await processor.process([_record(env, i) for i, env in enumerate(envs)])
+    async with saga_pool.acquire() as conn:
+        saga = await store.load(conn, "order", t.order_id)
+        topics = [r["topic"] for r in await conn.fetch("SELECT topic FROM outbox ORDER BY id")]
+    assert saga is not None and saga.step == "await_delivery" and saga.status == "shipped"
+    assert topics.count("oms.inventory.commands") == 2 and topics.count("oms.billing.requests") == 4

@@ -1,0 +1,40 @@
+"""How the orchestrator wires the engine: its copy of the engine's migrations, its API's states, the
+events its consumer subscribes to."""
+
+from typing import get_args
+
+from oms_saga import MIGRATIONS as ENGINE
+from oms_saga.runner import SagaRunner
+from oms_saga.state import STATES
+from orchestrator.api import SagaState
+from orchestrator.bootstrap import MIGRATIONS as ORCHESTRATOR
+from orchestrator.consumers import saga_consumer
+from orchestrator.domain import order_saga
+
+
+def test_the_orchestrator_carries_every_engine_migration_unchanged():
+    # Every service owns its schema in its own folder; the engine's tables are copied there.
+    for script in sorted(ENGINE.glob("*.sql")):
+        copy = ORCHESTRATOR / script.name
+        assert copy.is_file(), f"copy {script} into {ORCHESTRATOR}"
+        assert copy.read_bytes() == script.read_bytes(), f"{copy} differs from the engine's {script}"
+
+
+def test_the_api_offers_every_saga_state():
+    assert set(get_args(SagaState)) == set(STATES)
+
+
+def test_the_consumer_reads_every_event_the_saga_awaits():
+    spec = saga_consumer(SagaRunner(order_saga()))
+    assert spec.topics == ["oms.orders.events", "oms.inventory.events", "oms.fulfilment.events",
+                           "oms.billing.events", "oms.tracking.events"]
+    assert set(spec.handlers) == {
+        "OrderPlaced", "OrderCancellationRequested", "StockReserved", "StockBackordered", "StockReservationFailed",
+        "StockReleased", "PaymentConfirmed", "ShipmentsCreated", "ShipmentCreationFailed", "ShipmentsCancelled",
+        "ShipmentCancellationRefused", "ShipmentDispatched", "ShipmentDelivered",
+    }
+
+
+def test_a_topic_prefix_applies_to_what_it_reads():
+    spec = saga_consumer(SagaRunner(order_saga(), topic_prefix="t1."))
+    assert all(t.startswith("t1.oms.") for t in spec.topics)
