@@ -48,6 +48,8 @@ class ServiceProcess:
             "OUTBOX_POLL_INTERVAL": "0.2",
             # Each test's consumer groups are new: start at the end, not at other tests' history.
             "KAFKA_AUTO_OFFSET_RESET": "latest",
+            # The broker's minimum: a test that SIGKILLs a service gets its partitions back sooner.
+            "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "LOG_LEVEL": "WARNING",
             **(env or {}),
         }

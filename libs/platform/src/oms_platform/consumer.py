@@ -227,7 +227,8 @@ class _HandlerFailed(Exception):
 
 
 def subscribe(
-    broker: Any, processor: BatchProcessor, *, max_records: int = 500, auto_offset_reset: str = "earliest"
+    broker: Any, processor: BatchProcessor, *, max_records: int = 500, auto_offset_reset: str = "earliest",
+    session_timeout_ms: int = 10_000,
 ) -> Any:
     """Binds a BatchProcessor to a faststream KafkaBroker as a batch subscriber. Offsets are
     committed only after the batch's transaction commits; on an error the batch is sought back
@@ -242,6 +243,8 @@ def subscribe(
         max_records=max_records,
         batch_timeout_ms=50,
         auto_offset_reset=auto_offset_reset,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
 

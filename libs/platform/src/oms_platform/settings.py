@@ -21,6 +21,9 @@ class ServiceSettings(BaseSettings):
     # Where a consumer group with no committed offset starts: "earliest" loses nothing (production);
     # "latest" lets a throwaway group (tests, a bench) skip the history of a shared topic.
     kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # How long the group waits for a silent member before giving its partitions to others: after a
+    # crash, a restarted process consumes again within about this time.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
     oms_admin_token: str | None = None
     log_level: str = "INFO"
     # Traces go to Zipkin's v2 API when set (e.g. http://127.0.0.1:9411/api/v2/spans).
