@@ -1,4 +1,4 @@
-"""How the orchestrator wires the engine: its copy of the engine's migrations, its API's states, the
+"""How the orchestrator wires the engine: the engine's migrations, its API's states, the
 events its consumer subscribes to."""
 
 from typing import get_args
@@ -12,12 +12,16 @@ from orchestrator.consumers import saga_consumer
 from orchestrator.domain import order_saga
 
 
-def test_the_orchestrator_carries_every_engine_migration_unchanged():
-    # Every service owns its schema in its own folder; the engine's tables are copied there.
-    for script in sorted(ENGINE.glob("*.sql")):
-        copy = ORCHESTRATOR / script.name
-        assert copy.is_file(), f"copy {script} into {ORCHESTRATOR}"
-        assert copy.read_bytes() == script.read_bytes(), f"{copy} differs from the engine's {script}"
+def test_the_orchestrator_applies_the_engine_migrations_and_does_not_copy_them():
+    from orchestrator.bootstrap import OrchestratorRuntime
+    from orchestrator.settings import Settings
+
+    runtime = OrchestratorRuntime(Settings(), SagaRunner(order_saga()))
+    assert runtime.lib_migrations == [("saga", ENGINE)]
+    assert runtime.migrations == ORCHESTRATOR
+    assert sorted(ENGINE.glob("*.sql")), "the engine ships its tables"
+    # One source of truth: the engine's SQL is not duplicated into the service.
+    assert not {p.name for p in ORCHESTRATOR.glob("*.sql")} & {p.name for p in ENGINE.glob("*.sql")}
 
 
 def test_the_api_offers_every_saga_state():

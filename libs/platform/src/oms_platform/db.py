@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -39,10 +40,17 @@ def _service_migrations(folder: Path) -> list[tuple[str, str]]:
     return sorted((p.name, p.read_text()) for p in folder.glob("*.sql"))
 
 
-async def migrate(pool: asyncpg.Pool, service_migrations: Path | None) -> list[str]:
-    """Applies the platform's migrations (outbox, inbox), then the service's, each once, in name
-    order, each in its own transaction, under an advisory lock. A changed applied file is an error."""
-    scripts = _platform_migrations() + (_service_migrations(service_migrations) if service_migrations else [])
+async def migrate(
+    pool: asyncpg.Pool, service_migrations: Path | None, lib_migrations: Sequence[tuple[str, Path]] = ()
+) -> list[str]:
+    """Applies the platform's migrations (outbox, inbox), then those of the libs the service uses
+    (e.g. ("saga", oms_saga.MIGRATIONS), recorded as saga/<file>), then the service's own: each once,
+    in name order, each in its own transaction, under an advisory lock. A changed applied file is an
+    error."""
+    scripts = _platform_migrations()
+    for lib, folder in lib_migrations:
+        scripts += [(f"{lib}/{name}", sql) for name, sql in _service_migrations(folder)]
+    scripts += _service_migrations(service_migrations) if service_migrations else []
     applied: list[str] = []
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)

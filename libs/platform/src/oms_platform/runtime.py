@@ -30,9 +30,11 @@ class ServiceRuntime:
         migrations: Path | None,
         consumers: Sequence[ConsumerSpec] = (),
         produces: Sequence[str] = (),
+        lib_migrations: Sequence[tuple[str, Path]] = (),
     ):
         self.settings = settings
         self.migrations = migrations
+        self.lib_migrations = list(lib_migrations)
         self.consumers = list(consumers)
         self.produces = list(produces)
         self.pool: asyncpg.Pool | None = None
@@ -58,7 +60,7 @@ class ServiceRuntime:
             s.service_name, log_level=s.log_level, zipkin_endpoint=s.zipkin_endpoint, sample_ratio=s.trace_sample_ratio
         )
         self.pool = await db.create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
-        await db.migrate(self.pool, self.migrations)
+        await db.migrate(self.pool, self.migrations, self.lib_migrations)
         await kafka.ensure_topics(s.kafka_bootstrap_servers, self.topics())
         if s.outbox_relay_enabled:
             self.relay = OutboxRelay(

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from oms_contracts.topics import BILLING_REQUESTS, ORDERS_STATUS, commands
 from oms_platform.runtime import ServiceRuntime, create_app
+from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
 from oms_saga.runner import DeadlineTicker, SagaRunner
 from orchestrator import consumers
 from orchestrator.api import build_router
@@ -24,9 +25,10 @@ class OrchestratorRuntime(ServiceRuntime):
     def __init__(self, settings: Settings, runner: SagaRunner):
         super().__init__(
             settings,
-            # The engine's tables (saga instances and their history), copied from oms_saga's
-            # migrations (a unit test keeps the copy identical), plus any of the orchestrator's own.
+            # The engine's tables (saga instances and their history) come with the engine, applied as
+            # saga/<file>; the orchestrator's own folder holds only what is the orchestrator's.
             migrations=MIGRATIONS,
+            lib_migrations=[("saga", ENGINE_MIGRATIONS)],
             consumers=[consumers.saga_consumer(runner)],
             produces=[settings.kafka_topic_prefix + t for t in PRODUCES],
         )
