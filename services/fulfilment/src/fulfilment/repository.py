@@ -6,6 +6,8 @@ from uuid import UUID
 
 import asyncpg
 
+from oms_platform.sql import Where
+
 COLUMNS = """shipment_id, order_id, location_id, lines, status, shipping_method, shipping_address, carrier,
     service, tracking_number, created_at, updated_at, dispatched_at"""
 # Namespace of the per-order advisory locks (two-key form: apart from the platform's one-key locks).
@@ -89,25 +91,13 @@ async def list_shipments(
     limit: int,
 ) -> list[asyncpg.Record]:
     """Oldest first (shipment ids are time-ordered UUIDv7): the order a warehouse works through them."""
-    where, args = [], []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    if order_id is not None:
-        where.append(f"order_id = {arg(order_id)}")
-    if status is not None:
-        where.append(f"status = {arg(status)}")
-    if location_id is not None:
-        where.append(f"location_id = {arg(location_id)}")
-    if after is not None:
-        where.append(f"shipment_id > {arg(after)}")
-    sql = f"SELECT {COLUMNS} FROM shipments"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY shipment_id LIMIT {arg(limit)}"
-    return await conn.fetch(sql, *args)
+    w = Where()
+    w.add("order_id = {}", order_id)
+    w.add("status = {}", status)
+    w.add("location_id = {}", location_id)
+    w.add("shipment_id > {}", after)
+    sql = f"SELECT {COLUMNS} FROM shipments{w} ORDER BY shipment_id LIMIT {w.param(limit)}"
+    return await conn.fetch(sql, *w.args)
 
 
 async def mark_delivered(conn: asyncpg.Connection, shipment_id: UUID, at: datetime) -> bool:

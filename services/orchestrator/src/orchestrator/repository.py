@@ -1,9 +1,10 @@
 """SQL of the orchestrator's read side (the sagas API). The engine's writes are in oms_saga.store."""
 
-from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from oms_platform.sql import Where
 
 SAGA_COLUMNS = """saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason, deadline_at,
     attempts, created_at, updated_at"""
@@ -36,22 +37,11 @@ async def list_sagas(
     before: UUID | None, limit: int,
 ) -> list[asyncpg.Record]:
     """Newest first (saga ids are UUIDv7, so their order is their creation order)."""
-    where, args = [], []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    if saga_type is not None:
-        where.append(f"saga_type = {arg(saga_type)}")
-    if state is not None:
-        where.append(f"state = {arg(state)}")
+    w = Where()
+    w.add("saga_type = {}", saga_type)
+    w.add("state = {}", state)
     if stuck is not None:
-        where.append("stuck" if stuck else "NOT stuck")
-    if before is not None:
-        where.append(f"saga_id < {arg(before)}")
-    sql = f"SELECT {SAGA_COLUMNS} FROM saga_instances"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY saga_id DESC LIMIT {arg(limit)}"
-    return await conn.fetch(sql, *args)
+        w.add_sql("stuck" if stuck else "NOT stuck")
+    w.add("saga_id < {}", before)
+    sql = f"SELECT {SAGA_COLUMNS} FROM saga_instances{w} ORDER BY saga_id DESC LIMIT {w.param(limit)}"
+    return await conn.fetch(sql, *w.args)

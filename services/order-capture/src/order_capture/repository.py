@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from oms_platform import outbox
+from oms_platform.sql import Where
 
 ORDER_COLUMNS = """order_id, status, status_reason, channel, external_id, customer, shipping_address,
     shipping_method, lines, total::text AS total, currency, payment, created_at, updated_at"""
@@ -98,29 +99,16 @@ async def list_orders(
     after: tuple[datetime, UUID] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    where, args = [], []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    if channel is not None:
-        where.append(f"channel = {arg(channel)}")
-    if status is not None:
-        where.append(f"status = {arg(status)}")
-    if customer_id is not None:
-        where.append(f"customer_id = {arg(customer_id)}")
-    if created_from is not None:
-        where.append(f"created_at >= {arg(created_from)}")
-    if created_to is not None:
-        where.append(f"created_at < {arg(created_to)}")
+    w = Where()
+    w.add("channel = {}", channel)
+    w.add("status = {}", status)
+    w.add("customer_id = {}", customer_id)
+    w.add("created_at >= {}", created_from)
+    w.add("created_at < {}", created_to)
     if after is not None:
-        where.append(f"(created_at, order_id) < ({arg(after[0])}, {arg(after[1])})")
-    sql = f"SELECT {ORDER_COLUMNS} FROM orders"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY created_at DESC, order_id DESC LIMIT {arg(limit)}"
-    return await conn.fetch(sql, *args)
+        w.add("(created_at, order_id) < ({}, {})", *after)
+    sql = f"SELECT {ORDER_COLUMNS} FROM orders{w} ORDER BY created_at DESC, order_id DESC LIMIT {w.param(limit)}"
+    return await conn.fetch(sql, *w.args)
 
 
 async def apply_status(
