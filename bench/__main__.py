@@ -1,5 +1,7 @@
 """`python -m bench`: runs the benchmarks (all, or the one named by --only) against the dev
-infrastructure (`make up`, or `deploy/local/infra.sh dev start`), each with processes of its own.
+infrastructure (`deploy/local/infra.sh dev start`, or `make up`), each with processes of its own.
+The end-to-end benchmark shares the saga's topics with any other OMS services on that Kafka, so it
+refuses to run while the dev services of `make up` consume them (`deploy/local/services.sh down`).
 
 Exit status: 0 when the measurements ran (whether or not a goal is met), 1 when a benchmark failed,
 2 when the infrastructure does not answer or the options are wrong, 130 when interrupted.
@@ -12,12 +14,13 @@ import sys
 import traceback
 from types import ModuleType
 
-from bench.env import ROOT, Context, infra_addresses, infra_problems, say, write_results
+from bench.env import ROOT, Context, Unmeasurable, infra_addresses, infra_problems, say, write_results
 
 # name -> module of this package with NAME, DESCRIPTION, run(ctx) and optionally add_arguments(parser).
-# A later end-to-end benchmark (POST to `confirmed`) is one more module and one more line here.
+# Without --only they run in this order.
 BENCHMARKS = {
     "capture": "bench.capture",
+    "e2e": "bench.e2e",
 }
 
 
@@ -29,13 +32,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     modules = {name: _load(name) for name in BENCHMARKS}
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="OMS benchmarks against the dev infrastructure (start it with `make up`). Benchmarks: "
+        description="OMS benchmarks against the dev infrastructure (start it with `deploy/local/infra.sh dev "
+                    "start`). Benchmarks: "
                     + "; ".join(f"{n}: {m.DESCRIPTION}" for n, m in modules.items()),
     )
-    parser.add_argument("--duration", type=float, default=20, help="seconds of measured load per endpoint")
-    parser.add_argument("--warmup", type=float, default=3, help="seconds of load before each measurement")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (fixed)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--duration", type=float, default=20, help="capture: seconds of measured load per endpoint")
+    parser.add_argument("--warmup", type=float, default=3, help="capture: seconds of load before each measurement")
+    parser.add_argument("--connections", type=int, default=32, help="capture: concurrent connections (fixed)")
+    parser.add_argument("--threads", type=int, default=1, help="capture: wrk threads")
     parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run only this benchmark")
     for module in modules.values():
         if hasattr(module, "add_arguments"):
@@ -63,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         for p in problems:
             print(f"bench: {p}", file=sys.stderr)
-        print("bench: the dev infrastructure is not up. Start it with `make up` (everything) or "
-              "`deploy/local/infra.sh dev start` (Kafka and PostgreSQL only), then rerun; "
-              "`make bench` does both.", file=sys.stderr)
+        print("bench: the dev infrastructure is not up. Start it with `deploy/local/infra.sh dev start` "
+              "(Kafka and PostgreSQL only; OMS_ZIPKIN=0 skips Zipkin) or `make up` (also the dev services, "
+              "which the e2e benchmark wants stopped), then rerun.", file=sys.stderr)
         return 2
     ctx = Context(args=args, kafka_bootstrap=kafka, pg_admin_dsn=pg_admin)
     names = [args.only] if args.only else list(BENCHMARKS)
@@ -77,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("bench: interrupted; its processes are stopped", file=sys.stderr)
             return 130
+        except Unmeasurable as exc:
+            print(f"bench: benchmark {name} cannot run here: {exc}", file=sys.stderr)
+            failed = True
+            continue
         except Exception:  # noqa: BLE001 - report it and go on with the next benchmark
             traceback.print_exc()
             print(f"bench: benchmark {name} failed", file=sys.stderr)

@@ -30,6 +30,11 @@ DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_PG_ADMIN = "postgresql://oms@127.0.0.1:55432/postgres"
 
 
+class Unmeasurable(RuntimeError):
+    """A benchmark cannot measure meaningfully here; the message says why and what to do (printed
+    without a traceback)."""
+
+
 def say(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
