@@ -34,7 +34,10 @@ test: deps ## the whole test suite against real Kafka and PostgreSQL
 lint: deps ## ruff
 	@$(UV) run --frozen ruff check libs services tests bench
 
-bench: up ## benchmarks (capture throughput and latency vs a bare FastAPI+asyncpg endpoint)
+bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orders/s from POST to confirmed
+	@echo "make bench runs its own service processes: stopping the ones make up started (make up restarts them)"
+	@deploy/local/services.sh down
+	@OMS_ZIPKIN=0 deploy/local/infra.sh dev start
 	@$(UV) run --frozen python -m bench
 
 .PHONY: help deps up down clean status test lint bench

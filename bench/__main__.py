@@ -16,7 +16,8 @@ from types import ModuleType
 
 from bench.env import ROOT, Context, Unmeasurable, infra_addresses, infra_problems, say, write_results
 
-# name -> module of this package with NAME, DESCRIPTION, run(ctx) and optionally add_arguments(parser).
+# name -> module of this package with NAME, DESCRIPTION, run(ctx) and optionally add_arguments(parser)
+# and check_arguments(args, parser).
 # Without --only they run in this order.
 BENCHMARKS = {
     "capture": "bench.capture",
@@ -45,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if hasattr(module, "add_arguments"):
             module.add_arguments(parser)
     args = parser.parse_args(argv)
+    for module in modules.values():
+        if hasattr(module, "check_arguments"):
+            module.check_arguments(args, parser)
     if args.duration < 1 or args.warmup < 0 or args.connections < 1 or args.threads < 1:
         parser.error("--duration must be >= 1, --warmup >= 0, --connections and --threads >= 1")
     if args.connections < args.threads:
