@@ -1,6 +1,7 @@
 """The base of one engine decision: outputs (messages, status changes, history rows, notes) and
 step moves. Pure: no I/O, the clock is `now`."""
 
+from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 
 from oms_contracts import Envelope, new_envelope
@@ -8,7 +9,7 @@ from oms_saga.definition import Command, End, Saga, SagaView, Send, Step, Timeou
 from oms_saga.state import COMPLETED, RUNNING, Control, Incoming, Note, SagaState, StatusChange, StepRecord, Transition
 
 
-class Decision:
+class Decision(ABC):
     """One decision in progress: a working copy of the state and what has been produced so far, and
     the moves every decision uses (send, announce, open a step, enter the next one)."""
 
@@ -119,8 +120,9 @@ class Decision:
         self.s.stuck, self.s.deadline_at = True, None
         self.row(None, f"stuck: {detail}")
 
-    def replay(self, step: Step) -> None:  # defined by the engine
-        raise NotImplementedError
+    @abstractmethod
+    def replay(self, step: Step) -> None:
+        """Applies the events a step awaits that arrived before it started (the engine defines it)."""
 
 
 def _awaits(step: Step, event_type: str) -> bool:
