@@ -3,7 +3,6 @@
 import base64
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,10 +13,8 @@ from tests.support.capture import (
     ChannelKey,
     assert_refused_left_no_trace,
     error_fields,
-    events_reader,
     running_capture,
 )
-from tests.support.kafka import TopicReader
 from tests.support.orders import new_order
 
 BAD_AUTH = [
@@ -28,29 +25,6 @@ BAD_AUTH = [
     pytest.param({"Authorization": "Basic " + base64.b64encode(b"web:secret").decode()}, id="basic"),
     pytest.param({"Authorization": "oms_not-a-key"}, id="no-scheme"),
 ]
-
-
-@pytest.fixture(scope="module")
-async def cap(infra, log_dir) -> AsyncIterator[Capture]:
-    async with running_capture(infra, log_dir, "auth") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-async def web(cap: Capture) -> ChannelKey:
-    return await cap.new_key("web")
-
-
-@pytest.fixture(scope="module")
-async def pos(cap: Capture) -> ChannelKey:
-    return await cap.new_key("pos")
-
-
-@pytest.fixture(scope="module")
-async def reader(cap: Capture) -> AsyncIterator[TopicReader]:
-    r = await events_reader(cap.kafka)
-    yield r
-    await r.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 status consumer of oms.orders.status (applies each status change once, ignores stale ones)."""
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,28 +21,9 @@ from tests.support.capture import (
     events_reader,
     has_event,
     records_for,
-    running_capture,
     wait_until,
 )
 from tests.support.kafka import TopicReader, produce
-
-
-@pytest.fixture(scope="module")
-async def cap(infra, log_dir) -> AsyncIterator[Capture]:
-    async with running_capture(infra, log_dir, "cancel") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-async def web(cap: Capture) -> ChannelKey:
-    return await cap.new_key("web")
-
-
-@pytest.fixture(scope="module")
-async def reader(cap: Capture) -> AsyncIterator[TopicReader]:
-    r = await events_reader(cap.kafka)
-    yield r
-    await r.stop()
 
 
 async def placed_and_announced(cap: Capture, key: ChannelKey, reader: TopicReader) -> dict[str, Any]:

@@ -4,7 +4,6 @@ different body or a reused external_id is a 409, and a bad Idempotency-Key is a 
 import asyncio
 import copy
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
 
@@ -15,40 +14,13 @@ from oms_contracts import Envelope, parse_payload
 from oms_contracts.orders import OrderPlacedV1
 from tests.support.capture import (
     Capture,
-    ChannelKey,
     assert_refused_left_no_trace,
     envelopes_for,
     error_fields,
-    events_reader,
     has_event,
     records_for,
-    running_capture,
 )
-from tests.support.kafka import TopicReader
 from tests.support.orders import new_order
-
-
-@pytest.fixture(scope="module")
-async def cap(infra, log_dir) -> AsyncIterator[Capture]:
-    async with running_capture(infra, log_dir, "idempotency") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-async def web(cap: Capture) -> ChannelKey:
-    return await cap.new_key("web")
-
-
-@pytest.fixture(scope="module")
-async def pos(cap: Capture) -> ChannelKey:
-    return await cap.new_key("pos")
-
-
-@pytest.fixture(scope="module")
-async def reader(cap: Capture) -> AsyncIterator[TopicReader]:
-    r = await events_reader(cap.kafka)
-    yield r
-    await r.stop()
 
 
 async def orders_with_external_id(cap: Capture, channel: str, external_id: str) -> list[str]:

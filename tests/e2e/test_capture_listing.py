@@ -25,11 +25,6 @@ async def cap(infra, log_dir) -> AsyncIterator[Capture]:
         yield c
 
 
-@pytest.fixture(scope="module")
-async def web(cap: Capture) -> ChannelKey:
-    return await cap.new_key("web")
-
-
 def customer_of(i: int) -> str:
     return "cust-a" if i % 3 == 0 else "cust-b"
 

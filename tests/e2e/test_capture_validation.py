@@ -9,35 +9,12 @@ import orjson
 import pytest
 
 from tests.support.capture import (
-    Capture,
-    ChannelKey,
     assert_refused_left_no_trace,
     error_fields,
-    events_reader,
-    running_capture,
 )
-from tests.support.kafka import TopicReader
 from tests.support.orders import new_order
 
 MAX_BODY = 256 * 1024  # the default limit
-
-
-@pytest.fixture(scope="module")
-async def cap(infra, log_dir) -> AsyncIterator[Capture]:
-    async with running_capture(infra, log_dir, "validation") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-async def web(cap: Capture) -> ChannelKey:
-    return await cap.new_key("web")
-
-
-@pytest.fixture(scope="module")
-async def reader(cap: Capture) -> AsyncIterator[TopicReader]:
-    r = await events_reader(cap.kafka)
-    yield r
-    await r.stop()
 
 
 Mutation = Callable[[dict[str, Any]], None]

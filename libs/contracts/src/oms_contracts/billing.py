@@ -3,16 +3,11 @@
 from typing import ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
-
+from oms_contracts.base import Contract
 from oms_contracts.types import Money
 
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class PaymentConfirmedV1(_Contract):
+class PaymentConfirmedV1(Contract):
     EVENT_TYPE: ClassVar[str] = "PaymentConfirmed"
     EVENT_VERSION: ClassVar[int] = 1
 
@@ -22,7 +17,7 @@ class PaymentConfirmedV1(_Contract):
     reference: str
 
 
-class RefundRequestedV1(_Contract):
+class RefundRequestedV1(Contract):
     EVENT_TYPE: ClassVar[str] = "RefundRequested"
     EVENT_VERSION: ClassVar[int] = 1
 
@@ -32,7 +27,7 @@ class RefundRequestedV1(_Contract):
     currency: str
 
 
-class PaymentCaptureRequestedV1(_Contract):
+class PaymentCaptureRequestedV1(Contract):
     EVENT_TYPE: ClassVar[str] = "PaymentCaptureRequested"
     EVENT_VERSION: ClassVar[int] = 1
 
@@ -42,7 +37,7 @@ class PaymentCaptureRequestedV1(_Contract):
     currency: str
 
 
-class InvoiceRequestedV1(_Contract):
+class InvoiceRequestedV1(Contract):
     EVENT_TYPE: ClassVar[str] = "InvoiceRequested"
     EVENT_VERSION: ClassVar[int] = 1
 

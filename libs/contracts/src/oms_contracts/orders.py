@@ -4,8 +4,7 @@ from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
-
+from oms_contracts.base import Contract
 from oms_contracts.types import Money
 
 OrderStatus = Literal[
@@ -24,18 +23,14 @@ OrderStatus = Literal[
 ]
 
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class Customer(_Contract):
+class Customer(Contract):
     id: str
     email: str
     name: str
     phone: str | None = None
 
 
-class Address(_Contract):
+class Address(Contract):
     name: str
     line1: str
     line2: str | None = None
@@ -44,20 +39,20 @@ class Address(_Contract):
     country: str
 
 
-class OrderLine(_Contract):
+class OrderLine(Contract):
     sku: str
     quantity: int
     unit_price: Money
 
 
-class Payment(_Contract):
+class Payment(Contract):
     method: str
     status: Literal["authorized", "pending"]
     reference: str | None = None
     amount: Money
 
 
-class OrderPlacedV1(_Contract):
+class OrderPlacedV1(Contract):
     EVENT_TYPE: ClassVar[str] = "OrderPlaced"
     EVENT_VERSION: ClassVar[int] = 1
 
@@ -74,7 +69,7 @@ class OrderPlacedV1(_Contract):
     created_at: datetime
 
 
-class OrderCancellationRequestedV1(_Contract):
+class OrderCancellationRequestedV1(Contract):
     EVENT_TYPE: ClassVar[str] = "OrderCancellationRequested"
     EVENT_VERSION: ClassVar[int] = 1
 
@@ -83,7 +78,7 @@ class OrderCancellationRequestedV1(_Contract):
     requested_by: str
 
 
-class OrderCancellationRefusedV1(_Contract):
+class OrderCancellationRefusedV1(Contract):
     """The saga refused a cancellation (e.g. already dispatched); the status is unchanged."""
 
     EVENT_TYPE: ClassVar[str] = "OrderCancellationRefused"
@@ -94,7 +89,7 @@ class OrderCancellationRefusedV1(_Contract):
     status: OrderStatus
 
 
-class OrderStatusChangedV1(_Contract):
+class OrderStatusChangedV1(Contract):
     EVENT_TYPE: ClassVar[str] = "OrderStatusChanged"
     EVENT_VERSION: ClassVar[int] = 1
 

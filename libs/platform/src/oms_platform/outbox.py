@@ -37,19 +37,23 @@ class OutgoingMessage:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-def envelope_message(topic: str, envelope: Envelope, extra_headers: dict[str, str] | None = None) -> OutgoingMessage:
-    headers = {
-        "event_type": envelope.event_type,
-        "event_version": str(envelope.event_version),
+def _headers(event_type: str, event_version: int, extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """The headers of CONTRACT.md (event_type, traceparent...) with the current trace context."""
+    return list({
+        "event_type": event_type,
+        "event_version": str(event_version),
         "content-type": "application/json",
         **telemetry.inject_headers(),
-        **(extra_headers or {}),
-    }
+        **(extra or {}),
+    }.items())
+
+
+def envelope_message(topic: str, envelope: Envelope, extra_headers: dict[str, str] | None = None) -> OutgoingMessage:
     return OutgoingMessage(
         topic=topic,
         key=str(envelope.order_id),
         value=orjson.dumps(envelope.model_dump(mode="json")),
-        headers=list(headers.items()),
+        headers=_headers(envelope.event_type, envelope.event_version, extra_headers),
     )
 
 
@@ -87,9 +91,9 @@ def payload_message(
         "correlation_id": str(correlation_id or order_id), "causation_id": str(causation_id) if causation_id else None,
         "payload": payload,
     }
-    headers = [("event_type", event_type), ("event_version", str(event_version)),
-               ("content-type", "application/json"), *telemetry.inject_headers().items()]
-    return OutgoingMessage(topic=topic, key=str(order_id), value=orjson.dumps(body), headers=headers)
+    return OutgoingMessage(
+        topic=topic, key=str(order_id), value=orjson.dumps(body), headers=_headers(event_type, event_version)
+    )
 
 
 def insert_cte(source: str, first_param: int) -> str:

@@ -1,11 +1,9 @@
 """Order intake rules: the request models with their validation, and the total. Pure, no I/O."""
 
 import re
-from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal
-from uuid import UUID
 
 import pycountry
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -177,21 +175,3 @@ def line_view(line: LineIn) -> dict[str, Any]:
 
 TERMINAL_FOR_CANCEL = frozenset({"cancelled", "rejected"})
 
-
-class OrderView(BaseModel):
-    """The order as the API shows it."""
-
-    order_id: UUID
-    status: str
-    status_reason: str | None
-    channel: str
-    external_id: str
-    customer: dict[str, Any]
-    shipping_address: dict[str, Any]
-    shipping_method: str
-    lines: list[dict[str, Any]]
-    total: str
-    currency: str
-    payment: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
