@@ -80,6 +80,11 @@ class ConsumerSpec:
     # applied (new, parsed, with a handler): e.g. to lock every row the batch touches in one sorted
     # statement, so concurrent consumers cannot deadlock.
     before_batch: Callable[[asyncpg.Connection, list[Envelope]], Awaitable[None]] | None = None
+    # Called after the handlers, in the same transaction, before the outgoing messages are written:
+    # e.g. to write in one statement what every handler of the batch decided in memory. When messages
+    # are applied one by one (after a handler failed), it runs after each, inside its savepoint, and
+    # before_batch is called again with just the message about to be retried.
+    after_batch: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 
 
 class BatchProcessor:
@@ -165,6 +170,8 @@ class BatchProcessor:
                     except Exception as exc:
                         raise _HandlerFailed(env.event_id) from exc
                     outcomes.append("applied")
+            if self.spec.after_batch is not None and todo and not isolate:
+                await self.spec.after_batch(conn)
             await outbox.enqueue(conn, outgoing)
         for outcome in outcomes:
             metrics.CONSUMED.labels(self.spec.name, outcome).inc()
@@ -189,11 +196,15 @@ class BatchProcessor:
                 with self._span(rec, env):
                     async with conn.transaction():  # a savepoint: a failed attempt leaves no trace
                         await handler(ctx)
+                        if self.spec.after_batch is not None:
+                            await self.spec.after_batch(conn)
                 outgoing.extend(ctx.outgoing)
                 return "applied"
             except INFRA_ERRORS:
                 raise
             except Exception as exc:
+                if self.spec.before_batch is not None:  # forget what the failed attempt decided
+                    await self.spec.before_batch(conn, [env])
                 if attempt >= self.max_attempts:
                     log.exception("event %s failed %d times; dead-lettering", env.event_id, attempt)
                     outgoing.append(self._dead_letter(rec, f"{type(exc).__name__}: {exc}"))
@@ -228,11 +239,17 @@ class _HandlerFailed(Exception):
 
 def subscribe(
     broker: Any, processor: BatchProcessor, *, max_records: int = 500, auto_offset_reset: str = "earliest",
-    session_timeout_ms: int = 10_000,
+    session_timeout_ms: int = 10_000, poll_ms: int = 500,
 ) -> Any:
     """Binds a BatchProcessor to a faststream KafkaBroker as a batch subscriber. Offsets are
     committed only after the batch's transaction commits; on an error the batch is sought back
-    and redelivered (after a pause, so a database outage is not a busy loop)."""
+    and redelivered (after a pause, so a database outage is not a busy loop).
+
+    Records are handed over as soon as they arrive: a poll waits up to `poll_ms` for the first one
+    and returns at once when there is any. (faststream's own batch poll sleeps another batch_timeout_ms
+    after every empty poll, so a record arriving to an idle consumer waited up to that long at every
+    hop of the saga; `_poll_without_idle_sleep` replaces it.) The envelopes are parsed by the
+    processor, so faststream's own JSON decoding of every record is skipped."""
     from faststream import AckPolicy
     from faststream.kafka.annotations import KafkaMessage
 
@@ -241,12 +258,14 @@ def subscribe(
         group_id=processor.group_id,
         batch=True,
         max_records=max_records,
-        batch_timeout_ms=50,
+        batch_timeout_ms=poll_ms,
         auto_offset_reset=auto_offset_reset,
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_no_body,
     )
+    subscriber.get_msg = _poll_without_idle_sleep(poll_ms, max_records)
 
     @subscriber
     async def _on_batch(message: KafkaMessage) -> None:
@@ -261,3 +280,20 @@ def subscribe(
             raise
 
     return subscriber
+
+
+async def _no_body(_message: Any) -> None:
+    """faststream decoder: the handler reads message.raw_message, never a decoded body."""
+    return None
+
+
+def _poll_without_idle_sleep(poll_ms: int, max_records: int) -> Callable[[Any], Awaitable[tuple]]:
+    """The batch subscriber's get_msg (faststream 0.6, pinned in uv.lock; tests/unit/test_consumer_poll.py
+    checks it is the one used): every record available, waiting for the first up to poll_ms, and no
+    sleep after an empty poll (the loop polls again at once)."""
+
+    async def get_msg(consumer: Any) -> tuple:
+        batches = await consumer.getmany(timeout_ms=poll_ms, max_records=max_records)
+        return tuple(rec for records in batches.values() for rec in records)
+
+    return get_msg

@@ -23,9 +23,16 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset: asyncpg itself still rolls back a transaction left open. Its default reset also runs
+    `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every release, a round trip per
+    request and per batch for state this code never leaves on a pooled connection (session advisory
+    locks, cursors, LISTEN and SET live on connections of their own)."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     return await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30
+        dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30, reset=_keep_session
     )
 
 

@@ -80,7 +80,7 @@ class ServiceRuntime:
                 self.processors.append(proc)
                 self.subscribers.append(subscribe(
                     self.broker, proc, max_records=s.consumer_max_records, auto_offset_reset=s.kafka_auto_offset_reset,
-                    session_timeout_ms=s.kafka_session_timeout_ms,
+                    session_timeout_ms=s.kafka_session_timeout_ms, poll_ms=s.consumer_poll_ms,
                 ))
             await self.broker.start()
         log.info("%s started on %s:%d", s.service_name, s.http_host, s.http_port)

@@ -35,4 +35,6 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1)
     consumer_max_records: int = Field(default=500, ge=1)
     consumer_max_attempts: int = Field(default=3, ge=1)
+    # How long one consumer poll waits for a first record (it returns as soon as there is one).
+    consumer_poll_ms: int = Field(default=500, ge=1, le=5000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
