@@ -105,3 +105,68 @@ async def test_events_of_one_order_in_one_batch_build_on_each_other(saga_pool: a
         topics = [r["topic"] for r in await conn.fetch("SELECT topic FROM outbox ORDER BY id")]
     assert saga is not None and saga.step == "await_delivery" and saga.status == "shipped"
     assert topics.count("oms.inventory.commands") == 2 and topics.count("oms.billing.requests") == 4
+
+
+async def test_a_batch_of_many_sagas_is_written_with_one_statement(saga_pool: asyncpg.Pool, monkeypatch):
+    """Sagas are decided in memory event after event and written once per batch (after_batch)."""
+    sagas = [to_dispatch(saga_test()) for _ in range(5)]
+    async with saga_pool.acquire() as conn, conn.transaction():
+        for t in sagas:
+            await store.save_many(conn, [_write(t.history, t.now)])
+    calls = []
+    save_many = store.save_many
+
+    async def counted(conn, writes):
+        calls.append(len(list(writes)))
+        return await save_many(conn, writes)
+
+    monkeypatch.setattr(store, "save_many", counted)
+    runner = SagaRunner(SAGA)
+    processor = BatchProcessor(saga_consumer(runner), saga_pool, producer="orchestrator", group_id="g")
+    envs = [new_envelope(dispatched(t, sid), producer="fulfilment", order_id=t.order_id)
+            for t in sagas for sid in shipment_ids(t)]
+    await processor.process([_record(env, i) for i, env in enumerate(envs)])
+    assert calls == [5]  # ten events, five sagas, one statement
+    async with saga_pool.acquire() as conn:
+        states = {r["status"] for r in await conn.fetch("SELECT status FROM saga_instances")}
+        rows = await conn.fetchval(
+            "SELECT count(*) FROM saga_steps WHERE step = 'await_dispatch' AND outcome = 'succeeded'")
+    assert states == {"shipped"} and rows == 5
+
+
+async def test_an_event_retried_alone_keeps_nothing_of_its_failed_attempt(saga_pool: asyncpg.Pool, monkeypatch):
+    """A handler fails once: the batch is applied again message by message; the failed attempt's
+    in-memory decision is forgotten, so the retry applies the event once, from the stored state."""
+    t = to_dispatch(saga_test())
+    async with saga_pool.acquire() as conn, conn.transaction():
+        await store.save_many(conn, [_write(t.history, t.now)])
+    first, second = shipment_ids(t)
+    runner = SagaRunner(SAGA)
+    spec = saga_consumer(runner)
+    handle, failed = spec.handlers["ShipmentDispatched"], []
+
+    async def flaky(ctx):
+        await handle(ctx)  # decides (and records the decision in memory), then fails
+        if ctx.payload.shipment_id == second and not failed:
+            failed.append(1)
+            raise RuntimeError("flaky")
+
+    spec.handlers["ShipmentDispatched"] = flaky
+    processor = BatchProcessor(spec, saga_pool, producer="orchestrator", group_id="g", backoff=0.01)
+    envs = [new_envelope(dispatched(t, sid), producer="fulfilment", order_id=t.order_id) for sid in (first, second)]
+    await processor.process([_record(env, i) for i, env in enumerate(envs)])
+    async with saga_pool.acquire() as conn:
+        saga = await store.load(conn, "order", t.order_id)
+        commits = await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = 'oms.inventory.commands'")
+        notes = await conn.fetchval("SELECT count(*) FROM saga_log")
+    assert failed and saga is not None and saga.status == "shipped"
+    assert saga.data["dispatched"] == [str(first), str(second)]
+    assert commits == 2 and notes == 0  # one CommitStock per shipment; the retry was not taken for a duplicate
+
+
+def _write(history, now) -> store.Write:
+    """One saga's transitions merged, as the runner merges those of a batch."""
+    write = store.Write(history[0].state)
+    for tr in history:
+        write.add(tr, now)
+    return write

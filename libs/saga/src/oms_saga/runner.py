@@ -1,14 +1,16 @@
 """Runs a saga definition against PostgreSQL: the thin layer around the pure engine.
 
-A consumed event: lock the saga's row, decide, write the outcome, and queue the commands in the
-consumer's outbox, all in the consumer's batch transaction. A deadline: the ticker locks due sagas
-(skipping locked ones), decides, writes and enqueues in its own transaction. A crash anywhere before
-the commit leaves nothing behind, so the restarted service decides again from the same state."""
+A consumed batch: lock and read its sagas (one statement), decide event after event in memory, write
+every outcome (one statement) and queue the commands in the consumer's outbox, all in the consumer's
+batch transaction. A deadline: the ticker locks due sagas (skipping locked ones), decides, writes and
+enqueues in its own transaction. A crash anywhere before the commit leaves nothing behind, so the
+restarted service decides again from the same state."""
 
 import asyncio
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -17,7 +19,7 @@ import asyncpg
 
 from oms_contracts import Envelope
 from oms_platform import faults, outbox
-from oms_platform.consumer import MessageContext
+from oms_platform.consumer import ConsumerSpec, Handler, MessageContext
 from oms_saga import engine, metrics, store
 from oms_saga.definition import Saga
 from oms_saga.state import Incoming, SagaState, Transition
@@ -25,9 +27,18 @@ from oms_saga.state import Incoming, SagaState, Transition
 log = logging.getLogger(__name__)
 
 
-# The sagas of the batch being applied: (its connection, order id -> saga or None). Set by
-# before_batch and read by the handlers, which run in the same task right after it.
-_BATCH: ContextVar[tuple[Any, dict[UUID, SagaState | None]] | None] = ContextVar("saga_batch", default=None)
+@dataclass
+class _Batch:
+    """The sagas of the batch being applied, set by before_batch and used by the handlers, which run in
+    the same task right after it: read once (locked), decided in memory event after event, and written
+    once by after_batch."""
+
+    conn: Any
+    states: dict[UUID, SagaState | None]
+    writes: dict[UUID, store.Write] = field(default_factory=dict)  # saga_id -> what to write
+
+
+_BATCH: ContextVar[_Batch | None] = ContextVar("saga_batch", default=None)
 
 
 def utcnow() -> datetime:
@@ -44,17 +55,35 @@ class SagaRunner:
     def _messages(self, tr: Transition) -> list[outbox.OutgoingMessage]:
         return [outbox.envelope_message(self.topic_prefix + topic, env) for topic, env in tr.messages]
 
+    def consumer(self, name: str, topics: list[str], handlers: dict[str, Handler]) -> ConsumerSpec:
+        """The consumer that runs this saga: its handlers call start or handle; the batch's sagas are
+        read before them and written after them (both hooks belong together)."""
+        return ConsumerSpec(name=name, topics=topics, handlers=handlers, before_batch=self.before_batch,
+                            after_batch=self.after_batch)
+
     async def before_batch(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
         """ConsumerSpec.before_batch: locks and reads every saga the batch touches in one statement;
-        the handlers then take them from here instead of one SELECT each."""
+        the handlers then take them from here instead of one SELECT each. (Called again for one event
+        before it is retried alone: what a failed attempt decided is forgotten with its savepoint.)"""
         ids = sorted({env.order_id for env in envelopes})
         found = await store.load_many(conn, self.saga.name, ids)
-        _BATCH.set((conn, {order_id: found.get(order_id) for order_id in ids}))
+        _BATCH.set(_Batch(conn, {order_id: found.get(order_id) for order_id in ids}))
+
+    async def after_batch(self, conn: asyncpg.Connection) -> None:
+        """ConsumerSpec.after_batch: writes every saga the handlers changed, in one statement."""
+        batch = _BATCH.get()
+        if batch is not None and batch.conn is conn and batch.writes:
+            writes, batch.writes = list(batch.writes.values()), {}
+            await store.save_many(conn, writes)
+
+    def _batch(self, conn: asyncpg.Connection) -> _Batch | None:
+        batch = _BATCH.get()
+        return batch if batch is not None and batch.conn is conn else None
 
     async def _load(self, conn: asyncpg.Connection, order_id: UUID) -> SagaState | None:
-        batch = _BATCH.get()
-        if batch is not None and batch[0] is conn and order_id in batch[1]:
-            return batch[1][order_id]
+        batch = self._batch(conn)
+        if batch is not None and order_id in batch.states:
+            return batch.states[order_id]
         return await store.load(conn, self.saga.name, order_id)
 
     async def start(self, ctx: MessageContext, order_id: UUID, data: dict[str, Any]) -> Transition:
@@ -75,7 +104,15 @@ class SagaRunner:
         return await self._write(ctx, tr, now)
 
     async def _write(self, ctx: MessageContext, tr: Transition, now: datetime) -> Transition:
-        await store.save(ctx.conn, tr, now)
+        batch = self._batch(ctx.conn)
+        if batch is None:  # not under a consumer with after_batch: write now
+            await store.save(ctx.conn, tr, now)
+        elif tr.state is not None:
+            write = batch.writes.get(tr.state.saga_id)
+            if write is None:
+                write = batch.writes[tr.state.saga_id] = store.Write(tr.state)
+            write.add(tr, now)
+            batch.states[tr.state.order_id] = tr.state  # the order's next event in this batch starts here
         # The envelopes carry the ids the saga recorded, so they are queued as they are (what
         # ctx.emit would write: same producer, correlation and causation).
         ctx.outgoing.extend(self._messages(tr))
@@ -83,9 +120,6 @@ class SagaRunner:
         # Counted before the batch commits (the platform has no after-commit hook): a batch that is
         # rolled back and redelivered counts twice.
         metrics.observe(self.saga.name, tr)
-        batch = _BATCH.get()
-        if tr.state is not None and batch is not None and batch[0] is ctx.conn:
-            batch[1][tr.state.order_id] = tr.state  # the order's next event in this batch starts here
         return tr
 
     async def tick(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
@@ -94,20 +128,19 @@ class SagaRunner:
         done: list[Transition] = []
         async with pool.acquire() as conn, conn.transaction():
             states = await store.due(conn, self.saga.name, now, limit)
-            messages = []
+            writes = []
             for state in states:
                 try:
-                    async with conn.transaction():  # a savepoint: one saga failing holds up no other
-                        tr = engine.tick(self.saga, state, now)
-                        await store.save(conn, tr, now)
-                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
-                    raise
-                except Exception:
+                    tr = engine.tick(self.saga, state, now)
+                except Exception:  # one saga's failing decision holds up no other
                     log.exception("deadline of saga %s (order %s) failed", state.saga_id, state.order_id)
                     continue
-                messages += self._messages(tr)
+                write = store.Write(state)
+                write.add(tr, now)
+                writes.append(write)
                 done.append(tr)
-            await outbox.enqueue(conn, messages)
+            await store.save_many(conn, writes)
+            await outbox.enqueue(conn, [m for tr in done for m in self._messages(tr)])
             faults.crash_point("saga.tick_before_commit")
         for tr in done:
             metrics.observe(self.saga.name, tr)

@@ -1,13 +1,17 @@
 """SQL of the engine's tables (migrations/0001_saga.sql). Every function takes an open connection and
-runs in the caller's transaction. A saga is read with one statement (locking its row) and written
-with one (instance, history rows and notes together)."""
+runs in the caller's transaction. Sagas are read with one statement (locking their rows) and written
+with one (instances, history rows and notes together), however many a consumed batch touches."""
 
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
+import orjson
 
-from oms_saga.state import Control, SagaState, Transition
+from oms_saga.state import Control, Note, SagaState, StepRecord, Transition
 
 COLUMNS = """saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason, data, control,
     deadline_at, attempts, created_at, updated_at"""
@@ -23,13 +27,18 @@ _DUE = f"""SELECT {COLUMNS} FROM saga_instances
     WHERE deadline_at <= $2 AND saga_type = $1
     ORDER BY deadline_at LIMIT $3 FOR UPDATE SKIP LOCKED"""
 
+# Writes many sagas at once: the instances that changed, their history rows, their notes. One
+# statement per consumed batch, whatever the number of sagas and events in it.
 _SAVE = """
 WITH instance AS (
     INSERT INTO saga_instances (saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason,
                                 data, control, deadline_at, attempts, created_at, updated_at)
-    SELECT $1::uuid, $2::text, $3::uuid, $4::text, $5::text, $6::bool, $7::text, $8::text, $9::jsonb, $10::jsonb,
-           $11::timestamptz, $12::int, $13::timestamptz, $14::timestamptz
-    WHERE $15::bool
+    SELECT u.saga_id, u.saga_type, u.order_id, u.state, u.current_step, u.stuck, u.status, u.status_reason,
+           u.data::jsonb, u.control::jsonb, u.deadline_at, u.attempts, u.created_at, u.updated_at
+    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::text[],
+                $9::text[], $10::text[], $11::timestamptz[], $12::int[], $13::timestamptz[], $14::timestamptz[])
+         AS u(saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason, data, control,
+              deadline_at, attempts, created_at, updated_at)
     ON CONFLICT (saga_id) DO UPDATE SET
         state = EXCLUDED.state, current_step = EXCLUDED.current_step, stuck = EXCLUDED.stuck,
         status = EXCLUDED.status, status_reason = EXCLUDED.status_reason, data = EXCLUDED.data,
@@ -37,17 +46,43 @@ WITH instance AS (
         updated_at = EXCLUDED.updated_at
 ), steps AS (
     INSERT INTO saga_steps (saga_id, seq, step, kind, started_at, finished_at, attempts, outcome, detail)
-    SELECT $1::uuid, * FROM unnest($16::int[], $17::text[], $18::text[], $19::timestamptz[], $20::timestamptz[],
-                                   $21::int[], $22::text[], $23::text[])
+    SELECT * FROM unnest($15::uuid[], $16::int[], $17::text[], $18::text[], $19::timestamptz[], $20::timestamptz[],
+                         $21::int[], $22::text[], $23::text[])
     ON CONFLICT (saga_id, seq) DO UPDATE SET
         finished_at = EXCLUDED.finished_at, attempts = EXCLUDED.attempts, outcome = EXCLUDED.outcome,
         detail = coalesce(EXCLUDED.detail, saga_steps.detail)
 ), notes AS (
     INSERT INTO saga_log (saga_id, at, event_type, event_id, causation_id, disposition, detail)
-    SELECT $1::uuid, $29::timestamptz, * FROM unnest($24::text[], $25::uuid[], $26::uuid[], $27::text[], $28::text[])
+    SELECT * FROM unnest($24::uuid[], $25::timestamptz[], $26::text[], $27::uuid[], $28::uuid[], $29::text[],
+                         $30::text[])
 )
 SELECT 1
 """
+
+
+@dataclass
+class Write:
+    """What the transitions of one saga changed, merged: its last state (written when any of them
+    changed it), each history row as last decided, and every note with its time."""
+
+    state: SagaState
+    changed: bool = False
+    steps: dict[int, StepRecord] = field(default_factory=dict)
+    notes: list[tuple[datetime, Note]] = field(default_factory=list)
+
+    def add(self, tr: Transition, now: datetime) -> None:
+        assert tr.state is not None
+        self.state, self.changed = tr.state, self.changed or tr.changed
+        for seq, rec in tr.steps.items():
+            earlier = self.steps.get(seq)
+            if earlier is not None and rec.detail is None:  # as the upsert does: a detail once set stays
+                rec = dataclasses.replace(rec, detail=earlier.detail)
+            self.steps[seq] = rec
+        self.notes += [(now, n) for n in tr.notes]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.changed or self.steps or self.notes)
 
 
 def _state(row: asyncpg.Record) -> SagaState:
@@ -75,21 +110,40 @@ async def due(conn: asyncpg.Connection, saga_type: str, now: datetime, limit: in
 
 
 async def save(conn: asyncpg.Connection, tr: Transition, now: datetime) -> None:
-    """Writes what a transition changed, in one statement; nothing when it changed nothing."""
-    s = tr.state
-    if s is None or not (tr.changed or tr.steps or tr.notes):
+    """Writes what one transition changed; nothing when it changed nothing."""
+    if tr.state is not None:
+        write = Write(tr.state)
+        write.add(tr, now)
+        await save_many(conn, [write])
+
+
+async def save_many(conn: asyncpg.Connection, writes: Iterable[Write]) -> None:
+    """Writes what transitions of several sagas changed, in one statement."""
+    writes = [w for w in writes if not w.empty]
+    if not writes:
         return
-    rows = list(tr.steps.values())
+    sagas = [w.state for w in writes if w.changed]
+    steps = [(w.state.saga_id, r) for w in writes for r in w.steps.values()]
+    notes = [(w.state.saga_id, at, n) for w in writes for at, n in w.notes]
     await conn.execute(
         _SAVE,
-        s.saga_id, s.saga_type, s.order_id, s.state, s.step, s.stuck, s.status, s.status_reason, s.data,
-        s.control.to_json(), s.deadline_at, s.attempts, s.created_at, s.updated_at, tr.changed,
-        [r.seq for r in rows], [r.step for r in rows], [r.kind for r in rows], [r.started_at for r in rows],
-        [r.finished_at for r in rows], [r.attempts for r in rows], [r.outcome for r in rows],
-        [r.detail for r in rows],
-        [n.event_type for n in tr.notes], [n.event_id for n in tr.notes], [n.causation_id for n in tr.notes],
-        [n.disposition for n in tr.notes], [n.detail for n in tr.notes], now,
+        [s.saga_id for s in sagas], [s.saga_type for s in sagas], [s.order_id for s in sagas],
+        [s.state for s in sagas], [s.step for s in sagas], [s.stuck for s in sagas], [s.status for s in sagas],
+        [s.status_reason for s in sagas], [_json(s.data) for s in sagas], [_json(s.control.to_json()) for s in sagas],
+        [s.deadline_at for s in sagas], [s.attempts for s in sagas], [s.created_at for s in sagas],
+        [s.updated_at for s in sagas],
+        [i for i, _ in steps], [r.seq for _, r in steps], [r.step for _, r in steps], [r.kind for _, r in steps],
+        [r.started_at for _, r in steps], [r.finished_at for _, r in steps], [r.attempts for _, r in steps],
+        [r.outcome for _, r in steps], [r.detail for _, r in steps],
+        [i for i, _, _ in notes], [at for _, at, _ in notes], [n.event_type for _, _, n in notes],
+        [n.event_id for _, _, n in notes], [n.causation_id for _, _, n in notes],
+        [n.disposition for _, _, n in notes], [n.detail for _, _, n in notes],
     )
+
+
+def _json(value: object) -> str:
+    # jsonb inside arrays travels as text (cast in SQL): the pool's jsonb codec covers single values only.
+    return orjson.dumps(value).decode()
 
 
 async def stuck_count(conn: asyncpg.Connection, saga_type: str) -> int:

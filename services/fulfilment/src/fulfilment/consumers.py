@@ -3,8 +3,11 @@ reported by tracking (oms.tracking.events) that close a dispatched shipment."""
 
 import logging
 
+import asyncpg
+
 from fulfilment import repository as repo
 from fulfilment.handlers import EVENTS, Fulfilment
+from oms_contracts import Envelope
 from oms_contracts.fulfilment import CancelShipmentsV1, CreateShipmentsV1, ShipmentDeliveredV1
 from oms_contracts.topics import commands, events
 from oms_platform.consumer import ConsumerSpec, MessageContext
@@ -24,7 +27,14 @@ def command_consumer(service: Fulfilment) -> ConsumerSpec:
     return ConsumerSpec(
         name="commands", topics=[commands("fulfilment")],
         handlers={"CreateShipments": on_create, "CancelShipments": on_cancel},
+        before_batch=_lock_orders,
     )
+
+
+async def _lock_orders(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+    """The commands of one order are applied one at a time across service instances: the batch locks
+    its orders before the first command (and holds them until it commits)."""
+    await repo.lock_orders(conn, [env.order_id for env in envelopes])
 
 
 async def on_delivered(ctx: MessageContext) -> None:

@@ -64,16 +64,16 @@ class Fulfilment:
     def __init__(self, rules: tuple[CarrierRule, ...], carriers: Carriers, *, producer: str, sender_name: str):
         self.rules, self.carriers, self.producer, self.sender_name = rules, carriers, producer, sender_name
 
-    # --- saga commands (inside the consumer's batch transaction) ----------------------------------
+    # --- saga commands (inside the consumer's batch transaction, which holds the order's lock) -----
 
     async def create_shipments(self, conn: asyncpg.Connection, cmd: CreateShipmentsV1) -> BaseModel:
         """One shipment per location, booked with the carrier the rules choose. Idempotent per order:
         a repeat replies with the shipments already made; after a cancellation it creates nothing."""
-        await repo.lock_order(conn, cmd.order_id)
-        if await repo.cancellation_of(conn, cmd.order_id) is not None:
+        cancelled, has_shipments = await repo.order_state(conn, cmd.order_id)
+        if cancelled is not None:
             return ShipmentCreationFailedV1(order_id=cmd.order_id, reason="order_cancelled")
-        existing = await repo.shipments_of_order(conn, cmd.order_id)
-        if existing:
+        if has_shipments:
+            existing = await repo.shipments_of_order(conn, cmd.order_id)
             return ShipmentsCreatedV1(order_id=cmd.order_id, shipments=[_info(r) for r in existing])
         plan = plan_shipments(cmd.shipments)
         if isinstance(plan, str):
@@ -104,7 +104,6 @@ class Fulfilment:
     async def cancel_shipments(self, conn: asyncpg.Connection, cmd: CancelShipmentsV1) -> BaseModel:
         """Cancels every shipment of the order unless one has left the building (then nothing changes).
         Idempotent: a repeat replies with the same cancelled shipments and the first reason."""
-        await repo.lock_order(conn, cmd.order_id)
         # Row locks first: a dispatch racing with this either committed already (seen here) or waits
         # and then finds its shipment cancelled.
         shipments = await repo.shipments_of_order(conn, cmd.order_id, for_update=True)

@@ -14,17 +14,28 @@ COLUMNS = """shipment_id, order_id, location_id, lines, status, shipping_method,
 _ORDER_LOCK_CLASS = 8003
 
 
-async def lock_order(conn: asyncpg.Connection, order_id: UUID) -> None:
-    """Serialises the commands of one order across service instances until the transaction ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _ORDER_LOCK_CLASS, str(order_id))
+async def lock_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> None:
+    """Serialises the commands of these orders across service instances until the transaction ends.
+    Taken in one statement, in order id order, so two batches locking overlapping sets cannot deadlock."""
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock($1, h)::text) FROM "
+        "(SELECT DISTINCT hashtext(o) AS h FROM unnest($2::text[]) AS o ORDER BY h) AS ordered",
+        _ORDER_LOCK_CLASS, [str(o) for o in order_ids],
+    )
+
+
+async def order_state(conn: asyncpg.Connection, order_id: UUID) -> tuple[str | None, bool]:
+    """(reason of the order's cancellation or None, whether it has shipments), in one round trip."""
+    row = await conn.fetchrow(
+        """SELECT (SELECT reason FROM order_cancellations WHERE order_id = $1) AS cancelled,
+                  EXISTS (SELECT 1 FROM shipments WHERE order_id = $1) AS has_shipments""",
+        order_id,
+    )
+    return row["cancelled"], row["has_shipments"]
 
 
 async def next_tracking_serial(conn: asyncpg.Connection | asyncpg.Pool) -> int:
     return await conn.fetchval("SELECT nextval('tracking_serial')")
-
-
-async def cancellation_of(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT reason, cancelled_at FROM order_cancellations WHERE order_id = $1", order_id)
 
 
 async def record_cancellation(conn: asyncpg.Connection, order_id: UUID, reason: str) -> str:

@@ -4,8 +4,12 @@ oms.inventory.events through the outbox, in the batch's transaction."""
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
+
+from inventory import repository as repo
 from inventory.handlers import movements, reservations
 from inventory.handlers.effects import Cause, Outgoing
+from oms_contracts import Envelope
 from oms_contracts.topics import commands
 from oms_platform.consumer import ConsumerSpec, Handler, MessageContext
 
@@ -19,10 +23,17 @@ def _bind(use_case: Callable[..., Awaitable[None]], **options: Any) -> Handler:
     return handle
 
 
+async def _lock_inventory(conn: asyncpg.Connection, _envelopes: list[Envelope]) -> None:
+    """Every command changes stock or reservations: the inventory lock is taken once for the whole
+    batch (it is held until the batch's transaction ends), not once per command."""
+    await repo.lock_inventory(conn)
+
+
 def commands_consumer(*, backorder_scan_limit: int) -> ConsumerSpec:
     return ConsumerSpec(
         name="commands",
         topics=[commands("inventory")],
+        before_batch=_lock_inventory,
         handlers={
             "ReserveStock": _bind(reservations.reserve),
             "ReleaseStock": _bind(reservations.release, scan_limit=backorder_scan_limit),

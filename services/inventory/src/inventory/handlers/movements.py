@@ -1,5 +1,6 @@
 """Use cases that move goods in or out: a dispatched shipment leaves (CommitStock), units come back
-(Restock). Each is applied once per business id (shipment_id, restock_id)."""
+(Restock). Each is applied once per business id (shipment_id, restock_id). The caller holds the
+inventory lock (the consumer takes it once per batch: see repository/stock.py)."""
 
 import logging
 
@@ -25,7 +26,6 @@ async def commit(conn: asyncpg.Connection, cmd: CommitStockV1, cause: Cause, out
     reply = StockCommittedV1(order_id=cmd.order_id, shipment_id=cmd.shipment_id, location_id=cmd.location_id,
                              lines=cmd.lines)
     lines = domain.merge_lines((li.sku, li.quantity) for li in cmd.lines if li.quantity > 0)
-    await repo.lock_inventory(conn)
     state = await repo.load_for_commit(conn, cmd.shipment_id, cmd.order_id, cmd.location_id, sorted(lines))
     if not state.fresh:
         out.add(reply, order_id=cmd.order_id, cause=cause)
@@ -64,7 +64,6 @@ async def restock(conn: asyncpg.Connection, cmd: RestockV1, cause: Cause, out: O
     reply = StockRestockedV1(order_id=cmd.order_id, restock_id=cmd.restock_id, location_id=cmd.location_id,
                              lines=cmd.lines)
     lines = domain.merge_lines((li.sku, li.quantity) for li in cmd.lines if li.quantity > 0)
-    await repo.lock_inventory(conn)
     if not await repo.claim_operation(conn, "restock", cmd.restock_id, cmd.order_id):
         out.add(reply, order_id=cmd.order_id, cause=cause)
         return

@@ -1,5 +1,6 @@
 """Use cases of the saga's stock step: reserve an order's lines (or queue it as a backorder, or refuse
-it), and release them again (compensation)."""
+it), and release them again (compensation). The caller holds the inventory lock (the consumer takes
+it once per batch: see repository/stock.py)."""
 
 from typing import Any
 from uuid import UUID
@@ -42,7 +43,6 @@ async def reserve(conn: asyncpg.Connection, cmd: ReserveStockV1, cause: Cause, o
     """Answers StockReserved, StockBackordered or StockReservationFailed. An order has one outcome:
     a repeated command gets the stored one, never a second reservation."""
     lines = domain.merge_lines((li.sku, li.quantity) for li in cmd.lines)
-    await repo.lock_inventory(conn)
     state = await repo.load_for_reserve(conn, cmd.order_id, sorted(lines))
     if state.existing is not None:
         await _answer_again(conn, cmd.order_id, state.existing, cause, out)
@@ -112,7 +112,6 @@ async def release(conn: asyncpg.Connection, cmd: ReleaseStockV1, cause: Cause, o
                   scan_limit: int) -> None:
     """Gives back what the order holds (its uncommitted reserved units, or its place in the backorder
     queue), once; a repeated release answers what the first one gave back."""
-    await repo.lock_inventory(conn)
     r = await repo.get_reservation(conn, cmd.order_id, for_update=True)
     if r is None:
         assert cause.event_id is not None and cause.correlation_id is not None

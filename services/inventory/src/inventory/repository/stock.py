@@ -1,8 +1,10 @@
 """SQL of inventory. Every function takes an open connection; the caller owns the transaction.
 
 Locking: every transaction that changes stock, reservations or low-stock flags first takes one
-transaction-level advisory lock (`lock_inventory`). Consumer transactions span a whole Kafka batch, so
-without it two processes could lock SKU rows in opposite orders across messages and deadlock. Within
+transaction-level advisory lock (`lock_inventory`): the consumer once per batch, before its first
+command (the use cases of handlers/reservations.py and movements.py rely on it), the operator
+endpoints per request. Consumer transactions span a whole Kafka batch, so without it two processes
+could lock SKU rows in opposite orders across messages and deadlock. Within
 it, stock rows are still locked FOR UPDATE in (sku, location) order and the CHECK constraint on
 `stock` refuses any oversell, so correctness never rests on the advisory lock alone."""
 
