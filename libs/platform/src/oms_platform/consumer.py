@@ -237,13 +237,64 @@ class _HandlerFailed(Exception):
         self.event_id = event_id
 
 
+class OffsetCommitter:
+    """Commits a consumer's processed offsets at most every `interval` seconds (0: after every batch).
+
+    A batch's effects and its inbox rows are committed to PostgreSQL before its offsets are recorded
+    here, so an offset committed late only means more redelivery after a crash or a rebalance (at
+    most `interval` of batches), which the inbox makes harmless; it saves the Kafka round trip and the
+    broker's write of every small batch's offsets. The offsets committed are the processed ones
+    (never a fetched batch not yet applied), and `flush` commits what is left when the service stops."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.consumer: Any = None
+        self._pending: dict[Any, int] = {}
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
+
+    async def processed(self, consumer: Any, records: Sequence[ConsumerRecord]) -> None:
+        from aiokafka import TopicPartition
+
+        self.consumer = consumer
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            self._pending[tp] = max(self._pending.get(tp, 0), rec.offset + 1)
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last >= self.interval:
+            await self.flush()
+        elif self._timer is None:
+            self._timer = loop.call_at(self._last + self.interval, self._commit_later)
+
+    def _commit_later(self) -> None:
+        self._timer = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.flush())
+
+    async def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending or self.consumer is None:
+            return
+        offsets, self._pending = self._pending, {}
+        self._last = asyncio.get_running_loop().time()
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - e.g. partitions moved to another member: it redelivers them
+            log.info("offsets %s not committed (%s: %s); those batches may be redelivered",
+                     {f"{tp.topic}[{tp.partition}]": o for tp, o in offsets.items()}, type(exc).__name__, exc)
+
+
 def subscribe(
     broker: Any, processor: BatchProcessor, *, max_records: int = 500, auto_offset_reset: str = "earliest",
-    session_timeout_ms: int = 10_000, poll_ms: int = 500,
+    session_timeout_ms: int = 10_000, poll_ms: int = 500, commit_interval: float = 0.2,
 ) -> Any:
     """Binds a BatchProcessor to a faststream KafkaBroker as a batch subscriber. Offsets are
-    committed only after the batch's transaction commits; on an error the batch is sought back
-    and redelivered (after a pause, so a database outage is not a busy loop).
+    committed only after the batch's transaction commits (by an OffsetCommitter, at most every
+    `commit_interval` seconds: `subscriber.committer`); on an error the batch is sought back and
+    redelivered (after a pause, so a database outage is not a busy loop).
 
     Records are handed over as soon as they arrive: a poll waits up to `poll_ms` for the first one
     and returns at once when there is any. (faststream's own batch poll sleeps another batch_timeout_ms
@@ -252,6 +303,7 @@ def subscribe(
     processor, so faststream's own JSON decoding of every record is skipped."""
     from faststream import AckPolicy
     from faststream.kafka.annotations import KafkaMessage
+    from faststream.message import AckStatus
 
     subscriber = broker.subscriber(
         *processor.spec.topics,
@@ -262,10 +314,11 @@ def subscribe(
         auto_offset_reset=auto_offset_reset,
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=AckPolicy.NACK_ON_ERROR,  # an error seeks every partition back to the batch's start
         decoder=_no_body,
     )
     subscriber.get_msg = _poll_without_idle_sleep(poll_ms, max_records)
+    committer = subscriber.committer = OffsetCommitter(commit_interval)
 
     @subscriber
     async def _on_batch(message: KafkaMessage) -> None:
@@ -278,6 +331,9 @@ def subscribe(
             log.exception("batch of %d failed; it will be redelivered", len(records))
             await asyncio.sleep(1.0)
             raise
+        # The offsets go through the committer, not faststream's ack (a commit per batch).
+        message.committed = AckStatus.ACKED
+        await committer.processed(subscriber.consumer, records)
 
     return subscriber
 
@@ -288,7 +344,7 @@ async def _no_body(_message: Any) -> None:
 
 
 def _poll_without_idle_sleep(poll_ms: int, max_records: int) -> Callable[[Any], Awaitable[tuple]]:
-    """The batch subscriber's get_msg (faststream 0.6, pinned in uv.lock; tests/unit/test_consumer_poll.py
+    """The batch subscriber's get_msg (faststream 0.6, pinned in uv.lock; tests/unit/test_subscriber.py
     checks it is the one used): every record available, waiting for the first up to poll_ms, and no
     sleep after an empty poll (the loop polls again at once)."""
 

@@ -81,11 +81,14 @@ class ServiceRuntime:
                 self.subscribers.append(subscribe(
                     self.broker, proc, max_records=s.consumer_max_records, auto_offset_reset=s.kafka_auto_offset_reset,
                     session_timeout_ms=s.kafka_session_timeout_ms, poll_ms=s.consumer_poll_ms,
+                    commit_interval=s.consumer_commit_interval_ms / 1000,
                 ))
             await self.broker.start()
         log.info("%s started on %s:%d", s.service_name, s.http_host, s.http_port)
 
     async def stop(self) -> None:
+        for sub in self.subscribers:  # what was processed is committed, so a restart does not redo it
+            await sub.committer.flush()
         if self.broker is not None:
             await self.broker.stop()
         if self.relay is not None:

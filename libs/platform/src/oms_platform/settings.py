@@ -37,4 +37,7 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=3, ge=1)
     # How long one consumer poll waits for a first record (it returns as soon as there is one).
     consumer_poll_ms: int = Field(default=500, ge=1, le=5000)
+    # Processed offsets are committed to Kafka at most this often (0: after every batch). Longer means
+    # fewer commits and more (harmless, deduplicated) redelivery after a crash or rebalance.
+    consumer_commit_interval_ms: int = Field(default=200, ge=0, le=10_000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
