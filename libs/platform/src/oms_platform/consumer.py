@@ -13,9 +13,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -27,6 +28,7 @@ from oms_contracts.topics import dlq
 from oms_platform import inbox, metrics, outbox, telemetry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Errors that say the database (not the message) is the problem: the batch is retried whole.
 INFRA_ERRORS: tuple[type[BaseException], ...] = (
@@ -85,6 +87,23 @@ class ConsumerSpec:
     # are applied one by one (after a handler failed), it runs after each, inside its savepoint, and
     # before_batch is called again with just the message about to be retried.
     after_batch: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+
+
+class BatchLocal(Generic[T]):
+    """State of one consumed batch: set by a before_batch hook, read by the batch's handlers and its
+    after_batch hook, which run right after it in the same task and on the same connection (e.g. rows
+    read once for the whole batch, or changes written once at its end). Another connection (an HTTP
+    request's, or the next batch's before it is set) sees None."""
+
+    def __init__(self, name: str):
+        self._var: ContextVar[tuple[Any, T] | None] = ContextVar(name, default=None)
+
+    def set(self, conn: asyncpg.Connection, value: T) -> None:
+        self._var.set((conn, value))
+
+    def get(self, conn: asyncpg.Connection) -> T | None:
+        item = self._var.get()
+        return item[1] if item is not None and item[0] is conn else None
 
 
 class BatchProcessor:

@@ -9,7 +9,6 @@ restarted service decides again from the same state."""
 import asyncio
 import logging
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +18,7 @@ import asyncpg
 
 from oms_contracts import Envelope
 from oms_platform import faults, outbox
-from oms_platform.consumer import ConsumerSpec, Handler, MessageContext
+from oms_platform.consumer import BatchLocal, ConsumerSpec, Handler, MessageContext
 from oms_saga import engine, metrics, store
 from oms_saga.definition import Saga
 from oms_saga.state import Incoming, SagaState, Transition
@@ -33,12 +32,11 @@ class _Batch:
     the same task right after it: read once (locked), decided in memory event after event, and written
     once by after_batch."""
 
-    conn: Any
     states: dict[UUID, SagaState | None]
     writes: dict[UUID, store.Write] = field(default_factory=dict)  # saga_id -> what to write
 
 
-_BATCH: ContextVar[_Batch | None] = ContextVar("saga_batch", default=None)
+_BATCH: BatchLocal[_Batch] = BatchLocal("saga_batch")
 
 
 def utcnow() -> datetime:
@@ -67,21 +65,17 @@ class SagaRunner:
         before it is retried alone: what a failed attempt decided is forgotten with its savepoint.)"""
         ids = sorted({env.order_id for env in envelopes})
         found = await store.load_many(conn, self.saga.name, ids)
-        _BATCH.set(_Batch(conn, {order_id: found.get(order_id) for order_id in ids}))
+        _BATCH.set(conn, _Batch({order_id: found.get(order_id) for order_id in ids}))
 
     async def after_batch(self, conn: asyncpg.Connection) -> None:
         """ConsumerSpec.after_batch: writes every saga the handlers changed, in one statement."""
-        batch = _BATCH.get()
-        if batch is not None and batch.conn is conn and batch.writes:
+        batch = _BATCH.get(conn)
+        if batch is not None and batch.writes:
             writes, batch.writes = list(batch.writes.values()), {}
             await store.save_many(conn, writes)
 
-    def _batch(self, conn: asyncpg.Connection) -> _Batch | None:
-        batch = _BATCH.get()
-        return batch if batch is not None and batch.conn is conn else None
-
     async def _load(self, conn: asyncpg.Connection, order_id: UUID) -> SagaState | None:
-        batch = self._batch(conn)
+        batch = _BATCH.get(conn)
         if batch is not None and order_id in batch.states:
             return batch.states[order_id]
         return await store.load(conn, self.saga.name, order_id)
@@ -104,7 +98,7 @@ class SagaRunner:
         return await self._write(ctx, tr, now)
 
     async def _write(self, ctx: MessageContext, tr: Transition, now: datetime) -> Transition:
-        batch = self._batch(ctx.conn)
+        batch = _BATCH.get(ctx.conn)
         if batch is None:  # not under a consumer with after_batch: write now
             await store.save(ctx.conn, tr, now)
         elif tr.state is not None:

@@ -6,6 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
+from oms_contracts.orders import OrderStatusChangedV1
 from oms_platform import outbox
 from oms_platform.sql import Where
 
@@ -111,13 +112,15 @@ async def list_orders(
     return await conn.fetch(sql, *w.args)
 
 
-async def apply_status(
-    conn: asyncpg.Connection, order_id: UUID, status: str, reason: str | None, changed_at: datetime
-) -> bool:
-    """Applies a status change unless a later one was applied already (guards against reordering)."""
+async def apply_statuses(conn: asyncpg.Connection, changes: list[OrderStatusChangedV1]) -> int:
+    """Applies status changes (at most one per order) in one statement, each unless a later one was
+    applied already (guards against reordering and redelivery). Returns how many orders changed."""
     result = await conn.execute(
-        """UPDATE orders SET status = $2, status_reason = $3, status_changed_at = $4, updated_at = now()
-           WHERE order_id = $1 AND (status_changed_at IS NULL OR status_changed_at <= $4)""",
-        order_id, status, reason, changed_at,
+        """UPDATE orders o SET status = c.status, status_reason = c.reason, status_changed_at = c.at,
+                  updated_at = now()
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS c(order_id, status, reason, at)
+           WHERE o.order_id = c.order_id AND (o.status_changed_at IS NULL OR o.status_changed_at <= c.at)""",
+        [c.order_id for c in changes], [c.new_status for c in changes], [c.reason for c in changes],
+        [c.changed_at for c in changes],
     )
-    return result.endswith(" 1")
+    return int(result.split()[-1])
