@@ -35,7 +35,7 @@ lint: deps ## ruff
 	@$(UV) run --frozen ruff check libs services tests bench
 
 bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orders/s from POST to confirmed
-	@echo "make bench runs its own service processes: stopping the ones make up started (make up restarts them)"
+	@echo "make bench runs its own service processes (on topics bench.*): stopping the ones make up started, so their CPU is not measured (make up restarts them)"
 	@deploy/local/services.sh down
 	@OMS_ZIPKIN=0 deploy/local/infra.sh dev start
 	@$(UV) run --frozen python -m bench

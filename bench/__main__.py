@@ -1,7 +1,7 @@
 """`python -m bench`: runs the benchmarks (all, or the one named by --only) against the dev
 infrastructure (`deploy/local/infra.sh dev start`, or `make up`), each with processes of its own.
-The end-to-end benchmark shares the saga's topics with any other OMS services on that Kafka, so it
-refuses to run while the dev services of `make up` consume them (`deploy/local/services.sh down`).
+The benchmarks' services use topics of their own (bench.oms.*), so the dev services of `make up` never
+see their orders; `make bench` still stops the dev services first, so that their CPU is not in the figures.
 
 Exit status: 0 when the measurements ran (whether or not a goal is met), 1 when a benchmark failed,
 2 when the infrastructure does not answer or the options are wrong, 130 when interrupted.

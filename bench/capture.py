@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.env import (
     RESULTS_DIR,
+    TOPIC_PREFIX,
     Context,
     CpuMeter,
     Server,
@@ -39,7 +40,7 @@ DESCRIPTION = "order capture (POST /v1/orders) vs a bare FastAPI + asyncpg inser
 GOAL = 0.8
 CAPTURE_DB = "bench_order_capture"
 BARE_DB = "bench_bare"
-ORDERS_TOPIC = "oms.orders.events"
+ORDERS_TOPIC = TOPIC_PREFIX + "oms.orders.events"
 DRAIN_TIMEOUT_S = 60.0
 SETTLE_S = 1.0  # after wrk stops, requests still in flight on the server finish
 
@@ -72,7 +73,7 @@ def run(ctx: Context) -> dict[str, Any]:
     capture = Server("order-capture", capture_argv, {
         "SERVICE_NAME": "order-capture", "HTTP_PORT": str(capture_port), "DATABASE_URL": capture_dsn,
         "KAFKA_BOOTSTRAP_SERVERS": ctx.kafka_bootstrap, "OMS_ADMIN_TOKEN": admin_token,
-        "KAFKA_GROUP_SUFFIX": ".bench", "LOG_LEVEL": "WARNING", **extra_env,
+        "KAFKA_GROUP_SUFFIX": ".bench", "KAFKA_TOPIC_PREFIX": TOPIC_PREFIX, "LOG_LEVEL": "WARNING", **extra_env,
     }, capture_port, stop_signal=signal.SIGINT if args.profile else signal.SIGTERM)
     bare = Server("bare", ["-m", "bench.bare"], {
         "SERVICE_NAME": "bench-bare", "HTTP_PORT": str(bare_port), "DATABASE_URL": bare_dsn,

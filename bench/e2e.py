@@ -2,11 +2,11 @@
 POST to `confirmed` at a fixed rate of half that maximum.
 
 The benchmark runs processes of its own of order-capture, orchestrator, inventory and fulfilment (never
-the ones `make up` started), each on a fresh database `bench_<database of deploy/services.conf>`, on the
-topics of CONTRACT.md (no topic prefix: the services talk to each other only through them). Their
-consumer groups are new (KAFKA_GROUP_SUFFIX=.bench-<nonce>, KAFKA_AUTO_OFFSET_RESET=latest), so they
-skip the history of the shared topics. It sets them up through the operator APIs (one location, a few
-SKUs with a billion units each, a channel API key), then:
+the ones `make up` started), each on a fresh database `bench_<database of deploy/services.conf>`, on
+topics of their own: the topics of CONTRACT.md with KAFKA_TOPIC_PREFIX=bench. (bench.oms.orders.events,
+...), deleted at the start of every run, so the dev services never see the benchmark's orders and a run
+starts empty. Their consumer groups are new (KAFKA_GROUP_SUFFIX=.bench-<nonce>). It sets them up
+through the operator APIs (one location, a few SKUs with a billion units each, a channel API key), then:
 
 1. Maximum throughput: a closed loop of HTTP connections posts orders while at most --e2e-window orders
    are posted and not yet confirmed, so orders go in exactly as fast as the system confirms them.
@@ -60,6 +60,7 @@ import orjson
 from bench.env import (
     RESULTS_DIR,
     ROOT,
+    TOPIC_PREFIX,
     Context,
     CpuMeter,
     Server,
@@ -71,6 +72,7 @@ from bench.env import (
     machine_info,
     process_cpu_seconds,
     recreate_database,
+    reset_bench_topics,
     run_async,
     say,
 )
@@ -83,11 +85,12 @@ GOAL_RATE = 300.0  # orders/s end to end
 GOAL_P99_MS = 250.0  # POST -> confirmed at half the maximum
 
 SERVICES = ("order-capture", "orchestrator", "inventory", "fulfilment")
-STATUS_TOPIC = "oms.orders.status"
-# What the saga's services consume: another consumer group with members on these would also process
-# the benchmark's orders (and answer its commands).
-SAGA_TOPICS = ("oms.orders.events", "oms.inventory.commands", "oms.inventory.events", "oms.fulfilment.commands",
-               "oms.fulfilment.events", "oms.orders.status")
+STATUS_TOPIC = TOPIC_PREFIX + "oms.orders.status"
+# What the saga's services consume: another consumer group with members on these (another benchmark
+# run on the same Kafka) would also process the benchmark's orders (and answer its commands).
+SAGA_TOPICS = tuple(TOPIC_PREFIX + t for t in (
+    "oms.orders.events", "oms.inventory.commands", "oms.inventory.events", "oms.fulfilment.commands",
+    "oms.fulfilment.events", "oms.orders.status"))
 LOCATION = "BENCH-LIS"
 SKU_COUNT = 4
 STOCK = 1_000_000_000  # units per SKU: no order of a run can find it short
@@ -131,8 +134,8 @@ def add_arguments(parser: Any) -> None:
     g.add_argument("--e2e-profile", choices=SERVICES, default=None,
                    help="e2e: run this service under cProfile and print where its time goes (slows it down)")
     g.add_argument("--e2e-allow-shared-topics", action="store_true",
-                   help="e2e: run even when other consumers read the saga's topics (their answers can "
-                        "reject or double-process the benchmark's orders: figures are then unreliable)")
+                   help="e2e: run even when other consumers read the benchmark's topics (another run: their "
+                        "answers can reject or double-process its orders: figures are then unreliable)")
 
 
 def check_arguments(args: Any, parser: Any) -> None:
@@ -242,15 +245,16 @@ def run(ctx: Context) -> dict[str, Any]:
     shared = foreign_consumers(ctx.kafka_bootstrap)
     if shared:
         listing = "; ".join(f"{g} ({', '.join(t)})" for g, t in sorted(shared.items()))
-        message = (f"other consumer groups read the saga's topics: {listing}. They would process this "
-                   f"benchmark's orders too and answer its commands (an answer from an inventory without its "
-                   f"stock rejects the order). Stop them first (the dev services of `make up`: "
-                   f"`deploy/local/services.sh down`), then run `python -m bench --only e2e`; or pass "
-                   f"--e2e-allow-shared-topics to measure anyway.")
+        message = (f"other consumer groups read the benchmark's topics: {listing} (another benchmark run?). "
+                   f"They would process this benchmark's orders too and answer its commands. Stop them "
+                   f"first, or pass --e2e-allow-shared-topics to measure anyway.")
         if not plan.allow_shared:
             raise Unmeasurable(message)
         say(f"WARNING: {message}")
 
+    else:
+        say(f"deleting the topics of earlier runs ({TOPIC_PREFIX}*)")
+        reset_bench_topics(ctx.kafka_bootstrap)
     table = service_table()
     admin_token = secrets.token_urlsafe(24)
     group_suffix = f".bench-{ctx.nonce}"
@@ -277,8 +281,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 "SERVICE_NAME": name, "HTTP_PORT": str(port), "DATABASE_URL": dsn,
                 "KAFKA_BOOTSTRAP_SERVERS": ctx.kafka_bootstrap, "OMS_ADMIN_TOKEN": admin_token,
                 "KAFKA_GROUP_SUFFIX": group_suffix, "KAFKA_AUTO_OFFSET_RESET": "latest", "LOG_LEVEL": "WARNING",
-                # Every service on the topics of CONTRACT.md, and no span export, whatever the shell has.
-                "KAFKA_TOPIC_PREFIX": "", "ZIPKIN_ENDPOINT": "",
+                # Every service on the benchmark's topics, and no span export, whatever the shell has.
+                "KAFKA_TOPIC_PREFIX": TOPIC_PREFIX, "ZIPKIN_ENDPOINT": "",
                 **plan.env_all, **plan.env_by_service[name],
             }
             servers[key] = Server(key.replace("#", "-"), argv, env, port,

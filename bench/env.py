@@ -28,6 +28,9 @@ RESULTS_DIR = ROOT / "bench" / "results"
 LOG_DIR = ROOT / ".local" / "bench" / "logs"
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_PG_ADMIN = "postgresql://oms@127.0.0.1:55432/postgres"
+# The benchmarks' services read and write their own topics (KAFKA_TOPIC_PREFIX): the dev services of
+# `make up` on the same Kafka never see a benchmark's orders, and a run starts on empty topics.
+TOPIC_PREFIX = "bench."
 
 
 class Unmeasurable(RuntimeError):
@@ -162,6 +165,27 @@ def recreate_database(ctx: Context, name: str) -> str:
 
 
 # --- server processes ---------------------------------------------------------------------------
+
+
+def reset_bench_topics(kafka_bootstrap: str) -> None:
+    """Deletes the topics of earlier benchmark runs (TOPIC_PREFIX); the services create them again."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def go() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="oms-bench")
+        await admin.start()
+        try:
+            old = [t for t in await admin.list_topics() if t.startswith(TOPIC_PREFIX)]
+            if old:
+                await admin.delete_topics(old)
+                for _ in range(100):  # deletion is asynchronous: wait until they are gone
+                    if not set(old) & set(await admin.list_topics()):
+                        break
+                    await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+    run_async(go(), timeout=60)
 
 
 def free_port() -> int:

@@ -43,18 +43,24 @@ class Probe:
 
 
 @pytest.fixture
-async def started(fresh_db: str, infra: Infra, tmp_path: Path) -> AsyncIterator[tuple[ServiceRuntime, Probe, str]]:
-    topic = f"test.{uuid.uuid4().hex}"
+async def started(fresh_db: str, infra: Infra, tmp_path: Path, request: pytest.FixtureRequest
+                  ) -> AsyncIterator[tuple[ServiceRuntime, Probe, str]]:
+    """A runtime consuming a new topic; with a KAFKA_TOPIC_PREFIX when the test gives one (indirect
+    parameter): the topic yielded is then the one on Kafka, the prefix before the spec's topic."""
+    prefix = getattr(request, "param", "")
+    logical = f"test.{uuid.uuid4().hex}"
+    topic = prefix + logical
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     (migrations / "0001_effects.sql").write_text(
         "CREATE TABLE effects (id bigserial PRIMARY KEY, event_id uuid NOT NULL, reason text NOT NULL);"
     )
     probe = Probe()
-    spec = ConsumerSpec(name="probe", topics=[topic], handlers={"OrderCancellationRequested": probe.on_cancellation})
+    spec = ConsumerSpec(name="probe", topics=[logical], handlers={"OrderCancellationRequested": probe.on_cancellation})
     settings = ServiceSettings(
         database_url=fresh_db, kafka_bootstrap_servers=infra.kafka_bootstrap, service_name="platform-probe",
         outbox_poll_interval=0.2, kafka_group_suffix=f".t{uuid.uuid4().hex[:12]}", log_level="WARNING",
+        kafka_topic_prefix=prefix,
     )
     runtime = ServiceRuntime(settings, migrations=migrations, consumers=[spec])
     await runtime.start()
@@ -76,6 +82,7 @@ async def _effects(pool: asyncpg.Pool) -> Counter[uuid.UUID]:
     return Counter(r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects"))
 
 
+@pytest.mark.parametrize("started", ["", "pfx."], indirect=True, ids=["contract-topics", "topic-prefix"])
 async def test_poison_is_dead_lettered_the_good_applied_and_a_redelivery_ignored(
     started: tuple[ServiceRuntime, Probe, str], infra: Infra
 ) -> None:

@@ -39,6 +39,10 @@ def test_the_consumer_reads_every_event_the_saga_awaits():
     }
 
 
-def test_a_topic_prefix_applies_to_what_it_reads():
-    spec = saga_consumer(SagaRunner(order_saga(), topic_prefix="t1."))
-    assert all(t.startswith("t1.oms.") for t in spec.topics)
+def test_a_topic_prefix_applies_to_every_topic_it_reads_and_writes():
+    from orchestrator.bootstrap import OrchestratorRuntime
+    from orchestrator.settings import Settings
+
+    runtime = OrchestratorRuntime(Settings(kafka_topic_prefix="t1."), SagaRunner(order_saga()))
+    assert runtime.topics() and all(t.startswith("t1.oms.") for t in runtime.topics())
+    assert "t1.oms.orders.events.dlq" in runtime.topics() and "t1.oms.orders.status" in runtime.topics()

@@ -116,8 +116,10 @@ class BatchProcessor:
         group_id: str,
         max_attempts: int = 3,
         backoff: float = 0.05,
+        topic_prefix: str = "",
     ):
         self.spec = spec
+        self.topic_prefix = topic_prefix  # of the topics read (KAFKA_TOPIC_PREFIX): dead letters get it too
         self.pool = pool
         self.producer = producer
         self.group_id = group_id
@@ -245,7 +247,7 @@ class BatchProcessor:
         ]
         key = rec.key.decode("utf-8", "replace") if rec.key else ""
         value = rec.value if isinstance(rec.value, bytes) else bytes(rec.value or b"")
-        return outbox.OutgoingMessage(dlq(rec.topic), key, value, headers)
+        return outbox.OutgoingMessage(dlq(rec.topic.removeprefix(self.topic_prefix)), key, value, headers)
 
 
 class _HandlerFailed(Exception):
@@ -325,7 +327,7 @@ def subscribe(
     from faststream.message import AckStatus
 
     subscriber = broker.subscriber(
-        *processor.spec.topics,
+        *(processor.topic_prefix + t for t in processor.spec.topics),
         group_id=processor.group_id,
         batch=True,
         max_records=max_records,

@@ -148,6 +148,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         retention_seconds: int = 3600,
+        topic_prefix: str = "",
     ):
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -155,6 +156,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retention_seconds = retention_seconds
+        self.topic_prefix = topic_prefix  # rows hold the topics of CONTRACT.md; Kafka gets prefix + topic
         self.producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -243,7 +245,8 @@ class OutboxRelay:
         for r in rows:
             headers = [(k, v.encode()) for k, v in r["headers"]]
             futures.append(
-                await self.producer.send(r["topic"], value=r["value"], key=r["key"].encode(), headers=headers)
+                await self.producer.send(self.topic_prefix + r["topic"], value=r["value"], key=r["key"].encode(),
+                                         headers=headers)
             )
         await asyncio.gather(*futures)
         faults.crash_point("relay.after_publish")

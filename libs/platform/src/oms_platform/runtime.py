@@ -51,8 +51,10 @@ class ServiceRuntime:
         return f"{self.name}.{spec.name}{self.settings.kafka_group_suffix}"
 
     def topics(self) -> set[str]:
+        """The Kafka topics it reads and writes (with KAFKA_TOPIC_PREFIX)."""
         consumed = {t for c in self.consumers for t in c.topics}
-        return set(self.produces) | consumed | {dlq(t) for t in consumed}
+        prefix = self.settings.kafka_topic_prefix
+        return {prefix + t for t in set(self.produces) | consumed | {dlq(t) for t in consumed}}
 
     async def start(self) -> None:
         s = self.settings
@@ -64,7 +66,7 @@ class ServiceRuntime:
         await kafka.ensure_topics(s.kafka_bootstrap_servers, self.topics())
         if s.outbox_relay_enabled:
             self.relay = OutboxRelay(
-                s.database_url, s.kafka_bootstrap_servers, client_id=s.service_name,
+                s.database_url, s.kafka_bootstrap_servers, client_id=s.service_name, topic_prefix=s.kafka_topic_prefix,
                 batch_size=s.outbox_batch_size, poll_interval=s.outbox_poll_interval,
             )
             await self.relay.start()
@@ -75,7 +77,7 @@ class ServiceRuntime:
             for spec in self.consumers:
                 proc = BatchProcessor(
                     spec, self.pool, producer=s.service_name, group_id=self.group_id(spec),
-                    max_attempts=s.consumer_max_attempts,
+                    max_attempts=s.consumer_max_attempts, topic_prefix=s.kafka_topic_prefix,
                 )
                 self.processors.append(proc)
                 self.subscribers.append(subscribe(

@@ -18,6 +18,10 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Group ids are per service; a suffix lets tests and side-by-side installs run apart.
     kafka_group_suffix: str = ""
+    # Prepended to every topic the service reads and writes, at the Kafka boundary (the code and the
+    # outbox use the topic names of CONTRACT.md): installs, test runs or benchmarks sharing one Kafka
+    # cluster stay apart. Empty: the topics of CONTRACT.md.
+    kafka_topic_prefix: str = ""
     # Where a consumer group with no committed offset starts: "earliest" loses nothing (production);
     # "latest" lets a throwaway group (tests, a bench) skip the history of a shared topic.
     kafka_auto_offset_reset: Literal["earliest", "latest"] = "earliest"

@@ -44,14 +44,11 @@ def utcnow() -> datetime:
 
 
 class SagaRunner:
-    """`topic_prefix` namespaces every topic the saga publishes to (side-by-side installs on one
-    Kafka cluster, and tests); empty in a normal install."""
-
-    def __init__(self, saga: Saga, clock: Callable[[], datetime] = utcnow, *, topic_prefix: str = ""):
-        self.saga, self.clock, self.topic_prefix = saga, clock, topic_prefix
+    def __init__(self, saga: Saga, clock: Callable[[], datetime] = utcnow):
+        self.saga, self.clock = saga, clock
 
     def _messages(self, tr: Transition) -> list[outbox.OutgoingMessage]:
-        return [outbox.envelope_message(self.topic_prefix + topic, env) for topic, env in tr.messages]
+        return [outbox.envelope_message(topic, env) for topic, env in tr.messages]
 
     def consumer(self, name: str, topics: list[str], handlers: dict[str, Handler]) -> ConsumerSpec:
         """The consumer that runs this saga: its handlers call start or handle; the batch's sagas are

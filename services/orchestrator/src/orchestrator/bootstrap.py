@@ -30,7 +30,7 @@ class OrchestratorRuntime(ServiceRuntime):
             migrations=MIGRATIONS,
             lib_migrations=[("saga", ENGINE_MIGRATIONS)],
             consumers=[consumers.saga_consumer(runner)],
-            produces=[settings.kafka_topic_prefix + t for t in PRODUCES],
+            produces=list(PRODUCES),
         )
         self.ticker = DeadlineTicker(runner, lambda: self.pool, interval=settings.tick_interval_seconds,
                                      batch_size=settings.tick_batch_size)
@@ -46,7 +46,6 @@ class OrchestratorRuntime(ServiceRuntime):
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    runner = SagaRunner(order_saga(settings.deadlines(), producer=settings.service_name),
-                        topic_prefix=settings.kafka_topic_prefix)
+    runner = SagaRunner(order_saga(settings.deadlines(), producer=settings.service_name))
     runtime = OrchestratorRuntime(settings, runner)
     return create_app(runtime, [build_router(settings.oms_admin_token)], title="OMS orchestrator")

@@ -15,4 +15,4 @@ def saga_consumer(runner: SagaRunner) -> ConsumerSpec:
     apply = partial(handlers.apply_event, runner)
     table = {event_type: apply for event_type in runner.saga.event_types()}
     table["OrderPlaced"] = partial(handlers.start_saga, runner)
-    return runner.consumer("saga", [runner.topic_prefix + t for t in TOPICS], table)
+    return runner.consumer("saga", list(TOPICS), table)

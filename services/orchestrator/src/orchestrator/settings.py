@@ -17,9 +17,6 @@ class Settings(ServiceSettings):
     dispatch_timeout_seconds: float = Field(default=3 * 86400.0, gt=0)
     delivery_timeout_seconds: float = Field(default=30 * 86400.0, gt=0)
     tick_interval_seconds: float = Field(default=0.5, gt=0)
-    # Prepended to every topic the orchestrator reads and writes: installs (or test runs) sharing
-    # one Kafka cluster stay apart. Empty: the topics of CONTRACT.md.
-    kafka_topic_prefix: str = ""
     tick_batch_size: int = Field(default=200, ge=1)
 
     def deadlines(self) -> Deadlines:
