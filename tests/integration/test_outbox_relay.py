@@ -212,3 +212,22 @@ async def test_two_relays_on_one_database_one_leads_and_nothing_is_published_twi
     ids = [orjson.loads(r.value)["id"] for r in reader.records]
     assert len(ids) == 55 and len(set(ids)) == 55
     await eventually(lambda: _all_sent(pool), what="every row to be marked sent")
+
+
+async def test_published_rows_are_marked_together_and_when_the_relay_stops(
+    pool: asyncpg.Pool, fresh_db: str, infra: Infra, topic: str, reader: TopicReader, relays: list[OutboxRelay]
+) -> None:
+    relay = _relay(fresh_db, infra, "marks", mark_interval=30)
+    relays.append(relay)
+    await relay.start()
+    order_id = uuid.uuid4()
+    for i in range(3):  # three publishes, each of its own transaction
+        async with pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, [_message(topic, order_id, i)])
+        await reader.wait_for(lambda rs, n=i + 1: len(rs) >= n)
+    await reader.drain(0.5)
+    assert len(reader.records) == 3  # published once each, though none is marked yet (reads skip them)
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 3
+    await relay.stop()
+    relays.remove(relay)
+    assert await _all_sent(pool)  # stopping marks what was published: a restart sends nothing again

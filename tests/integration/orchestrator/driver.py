@@ -111,8 +111,10 @@ class Driver:
         return (await self.wait_sent(topic, order_id, event_type, n, timeout))[n - 1]
 
     def statuses(self, order_id: uuid.UUID) -> list[tuple[str, str | None]]:
-        return [(e["payload"]["new_status"], e["payload"]["reason"])
-                for e in self.sent(ORDERS_STATUS, order_id, "OrderStatusChanged")]
+        """The order's status changes as a consumer applies them: a republished event (same event id,
+        after a crash between publishing and marking it sent) counts once."""
+        unique = {e["event_id"]: e for e in self.sent(ORDERS_STATUS, order_id, "OrderStatusChanged")}
+        return [(e["payload"]["new_status"], e["payload"]["reason"]) for e in unique.values()]
 
     async def wait_status(self, order_id: uuid.UUID, status: str, timeout: float = 15) -> list[tuple]:
         await self.readers[ORDERS_STATUS].wait_for(

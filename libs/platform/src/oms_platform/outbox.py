@@ -4,6 +4,8 @@ publishes them to Kafka (key = order id, in commit order per order) and marks th
 A crash anywhere between commit and publish loses nothing: unsent rows stay until published. A crash
 between publish and marking sent publishes those rows again, with the same event_id, which the
 consumers' inbox drops; the relay therefore delivers at least once and consumers apply exactly once.
+Published rows are marked sent at most every `mark_interval` (one UPDATE for all of them, not one per
+publish) and when the relay stops.
 """
 
 import asyncio
@@ -149,6 +151,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         retention_seconds: int = 3600,
         topic_prefix: str = "",
+        mark_interval: float = 0.1,
     ):
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -157,6 +160,9 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.retention_seconds = retention_seconds
         self.topic_prefix = topic_prefix  # rows hold the topics of CONTRACT.md; Kafka gets prefix + topic
+        # Published rows are marked sent at most this often, in one statement (reads skip them until then).
+        self.mark_interval = mark_interval
+        self._stopping = False
         self.producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -176,9 +182,15 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.client_id}")
 
     async def stop(self) -> None:
+        """Marks what it published (so a restart does not publish it again), then stops."""
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 5)
+            except Exception:  # noqa: BLE001 - it did not finish in time (or failed): stop it anyway
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
         if self.producer:
             await self.producer.stop()
 
@@ -187,7 +199,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping:
             try:
                 await self._lead_and_relay()
             except asyncio.CancelledError:
@@ -205,32 +217,46 @@ class OutboxRelay:
         await db.init_connection(conn)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
+                if self._stopping:
+                    return
                 await asyncio.sleep(self.poll_interval)
             self.is_leader = True
             await conn.add_listener(NOTIFY_CHANNEL, self.wake)
+            # Rows published but not yet marked are skipped (they are few: marks wait mark_interval at most).
             fetch = await conn.prepare(
-                "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1"
+                "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL AND id <> ALL($2::bigint[]) "
+                "ORDER BY id LIMIT $1"
             )
             mark = await conn.prepare("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])")
             loop = asyncio.get_running_loop()
             next_cleanup = loop.time() + 60
+            unmarked: list[int] = []
+            mark_due = 0.0
             while True:
                 self._wake.clear()
-                rows = await fetch.fetch(self.batch_size)
+                rows = await fetch.fetch(self.batch_size, unmarked)
                 metrics.OUTBOX_LAG.set(len(rows))
                 if rows:
                     await self._publish(rows)
-                    await mark.fetch([r["id"] for r in rows])
-                    if len(rows) == self.batch_size:
-                        continue  # more waiting: no sleep
+                    if not unmarked:
+                        mark_due = loop.time() + self.mark_interval
+                    unmarked += [r["id"] for r in rows]
+                if unmarked and (loop.time() >= mark_due or len(unmarked) >= self.batch_size or self._stopping):
+                    await mark.fetch(unmarked)
+                    unmarked = []
+                if self._stopping:
+                    return
+                if len(rows) == self.batch_size:
+                    continue  # more waiting: no sleep
                 if loop.time() >= next_cleanup:
                     await conn.execute(
                         "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
                         self.retention_seconds,
                     )
                     next_cleanup = loop.time() + 60
+                timeout = max(0.0, mark_due - loop.time()) if unmarked else self.poll_interval
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), timeout)
                 except TimeoutError:
                     pass
         finally:
