@@ -947,17 +947,20 @@ class Load:
                 self._placed(phase, sent, (time.perf_counter() - t0) * 1000, status, body, counters,
                              lag_ms=(sent - due_wall) * 1000)
 
-        if plan.analyze:
-            await asyncio.to_thread(analyze, self.ctx, self.databases)
         interval = 1.0 / rate
         t_wall0, t_mono0 = time.time(), time.monotonic()
         total = plan.warmup + plan.latency_duration
         n = 0
         snap_task: asyncio.Task | None = None
+        analyze_task: asyncio.Task | None = None
         while True:
             due = n * interval
             if due >= total:
                 break
+            if analyze_task is None and plan.analyze and due >= plan.warmup / 2:
+                # Half way through the warm-up, when the tables hold rows (before any, ANALYZE would make
+                # the services plan for empty tables: sequential scans until autovacuum analyzes them).
+                analyze_task = asyncio.create_task(asyncio.to_thread(analyze, self.ctx, self.databases))
             if snap_task is None and due >= plan.warmup:
                 # Taken beside the schedule, not in its way (it reads /proc, PostgreSQL and /metrics).
                 snap_task = asyncio.create_task(self.snapshot())
@@ -977,6 +980,8 @@ class Load:
             snap_task = asyncio.create_task(self.snapshot())
             bounds["start"] = time.time()
         cpu = await self.snapshot_delta(await snap_task)
+        if analyze_task is not None:
+            await analyze_task
         if tasks:
             await asyncio.wait(tasks, timeout=30)
         for conn in idle:
