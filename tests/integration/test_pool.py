@@ -1,7 +1,6 @@
 """The platform's pool releases connections without asyncpg's reset query (a round trip per request
 and per batch), yet a transaction left open on a released connection is still rolled back."""
 
-import asyncpg
 import pytest
 
 from oms_platform import db
