@@ -112,7 +112,7 @@ async def test_a_batch_of_many_sagas_is_written_with_one_statement(saga_pool: as
     sagas = [to_dispatch(saga_test()) for _ in range(5)]
     async with saga_pool.acquire() as conn, conn.transaction():
         for t in sagas:
-            await store.save_many(conn, [_write(t.history, t.now)])
+            await store.save_many(conn, [store.Write.of(t.history, t.now)])
     calls = []
     save_many = store.save_many
 
@@ -139,7 +139,7 @@ async def test_an_event_retried_alone_keeps_nothing_of_its_failed_attempt(saga_p
     in-memory decision is forgotten, so the retry applies the event once, from the stored state."""
     t = to_dispatch(saga_test())
     async with saga_pool.acquire() as conn, conn.transaction():
-        await store.save_many(conn, [_write(t.history, t.now)])
+        await store.save_many(conn, [store.Write.of(t.history, t.now)])
     first, second = shipment_ids(t)
     runner = SagaRunner(SAGA)
     spec = saga_consumer(runner)
@@ -162,11 +162,3 @@ async def test_an_event_retried_alone_keeps_nothing_of_its_failed_attempt(saga_p
     assert failed and saga is not None and saga.status == "shipped"
     assert saga.data["dispatched"] == [str(first), str(second)]
     assert commits == 2 and notes == 0  # one CommitStock per shipment; the retry was not taken for a duplicate
-
-
-def _write(history, now) -> store.Write:
-    """One saga's transitions merged, as the runner merges those of a batch."""
-    write = store.Write(history[0].state)
-    for tr in history:
-        write.add(tr, now)
-    return write

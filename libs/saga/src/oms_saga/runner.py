@@ -126,9 +126,7 @@ class SagaRunner:
                 except Exception:  # one saga's failing decision holds up no other
                     log.exception("deadline of saga %s (order %s) failed", state.saga_id, state.order_id)
                     continue
-                write = store.Write(state)
-                write.add(tr, now)
-                writes.append(write)
+                writes.append(store.Write.of([tr], now))
                 done.append(tr)
             await store.save_many(conn, writes)
             await outbox.enqueue(conn, [m for tr in done for m in self._messages(tr)])

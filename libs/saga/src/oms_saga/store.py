@@ -80,6 +80,16 @@ class Write:
             self.steps[seq] = rec
         self.notes += [(now, n) for n in tr.notes]
 
+    @classmethod
+    def of(cls, transitions: Iterable[Transition], now: datetime) -> "Write":
+        """One saga's transitions (oldest first), merged."""
+        items = list(transitions)
+        assert items and items[0].state is not None
+        write = cls(items[0].state)
+        for tr in items:
+            write.add(tr, now)
+        return write
+
     @property
     def empty(self) -> bool:
         return not (self.changed or self.steps or self.notes)
@@ -112,9 +122,7 @@ async def due(conn: asyncpg.Connection, saga_type: str, now: datetime, limit: in
 async def save(conn: asyncpg.Connection, tr: Transition, now: datetime) -> None:
     """Writes what one transition changed; nothing when it changed nothing."""
     if tr.state is not None:
-        write = Write(tr.state)
-        write.add(tr, now)
-        await save_many(conn, [write])
+        await save_many(conn, [Write.of([tr], now)])
 
 
 async def save_many(conn: asyncpg.Connection, writes: Iterable[Write]) -> None:
