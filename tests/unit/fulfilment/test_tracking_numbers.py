@@ -1,10 +1,11 @@
 """Tracking numbers of the built-in carrier: OMS + 9-digit serial + mod-11 check digit + country."""
 
+import asyncio
 import re
 
 import pytest
 
-from fulfilment.carriers import BookingRequest, BuiltinCarrier
+from fulfilment.carriers import BookingRequest, BuiltinCarrier, SerialBlocks
 from fulfilment.domain import check_digit, is_valid_tracking_number, tracking_number
 from oms_contracts.orders import Address
 from oms_platform.ids import uuid7
@@ -78,3 +79,18 @@ async def test_builtin_carrier_issues_unique_valid_numbers_skipping_ten_checks()
     # Serials without a one-digit check were passed over, not issued with a wrong check.
     used = {int(n[3:12]) for n in numbers}
     assert all(check_digit(f"{s:09d}") is None for s in range(1, max(used)) if s not in used)
+
+
+async def test_serial_blocks_draw_one_block_at_a_time_even_under_concurrent_requests() -> None:
+    draws: list[int] = []
+    counter = iter(range(1, 10_000))
+
+    async def draw(n: int) -> list[int]:
+        draws.append(n)
+        await asyncio.sleep(0.01)  # concurrent callers wait for this draw instead of drawing again
+        return [next(counter) for _ in range(n)]
+
+    serials = SerialBlocks(draw, size=10)
+    got = await asyncio.gather(*(serials() for _ in range(25)))
+    assert sorted(got) == list(range(1, 26))  # each serial once, none skipped while the process runs
+    assert draws == [10, 10, 10]

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fulfilment import consumers
 from fulfilment import repository as repo
 from fulfilment.api import build_router
-from fulfilment.carriers import BuiltinCarrier, Carriers
+from fulfilment.carriers import BuiltinCarrier, Carriers, SerialBlocks
 from fulfilment.domain import DEFAULT_RULES, CarrierRule, parse_rules
 from fulfilment.handlers import Fulfilment
 from fulfilment.settings import Settings
@@ -28,10 +28,11 @@ def load_rules(path: Path | None) -> tuple[CarrierRule, ...]:
 
 
 def build_carriers(settings: Settings, runtime: ServiceRuntime) -> Carriers:
-    async def serial() -> int:
+    async def draw(n: int) -> list[int]:
         assert runtime.pool is not None
-        return await repo.next_tracking_serial(runtime.pool)
+        return await repo.next_tracking_serials(runtime.pool, n)
 
+    serial = SerialBlocks(draw, settings.tracking_serial_block)
     return Carriers([
         BuiltinCarrier(name, serial, prefix=settings.tracking_prefix, country=settings.tracking_country)
         for name in ("oms-post", "oms-express")

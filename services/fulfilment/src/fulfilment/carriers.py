@@ -20,6 +20,7 @@ Adapters are called inside the transaction that stores the shipment, so keep the
 """
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,6 +60,25 @@ class CarrierAdapter(Protocol):
 
 
 SerialSource = Callable[[], Awaitable[int]]
+
+
+class SerialBlocks:
+    """A SerialSource handing out serials from blocks of `size`, each drawn from the database sequence
+    in one round trip (so a shipment costs no round trip of its own for its number). Like a sequence's
+    CACHE: what is left of a block when the process stops is never used, so numbers stay unique and
+    only skip ahead."""
+
+    def __init__(self, draw: Callable[[int], Awaitable[list[int]]], size: int = 100):
+        self.draw, self.size = draw, size
+        self._left: deque[int] = deque()
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> int:
+        if not self._left:
+            async with self._lock:  # one draw at a time; the others take from its block
+                if not self._left:
+                    self._left.extend(await self.draw(self.size))
+        return self._left.popleft()
 
 
 class BuiltinCarrier:

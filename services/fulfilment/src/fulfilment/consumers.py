@@ -6,35 +6,49 @@ import logging
 import asyncpg
 
 from fulfilment import repository as repo
-from fulfilment.handlers import EVENTS, Fulfilment
+from fulfilment.handlers import EVENTS, CommandBatch, Fulfilment
 from oms_contracts import Envelope
 from oms_contracts.fulfilment import CancelShipmentsV1, CreateShipmentsV1, ShipmentDeliveredV1
 from oms_contracts.topics import commands, events
-from oms_platform.consumer import ConsumerSpec, MessageContext
+from oms_platform.consumer import BatchLocal, ConsumerSpec, MessageContext
 
 log = logging.getLogger(__name__)
+
+
+_BATCH: BatchLocal[CommandBatch] = BatchLocal("fulfilment_commands")
 
 
 def command_consumer(service: Fulfilment) -> ConsumerSpec:
     async def on_create(ctx: MessageContext) -> None:
         assert isinstance(ctx.payload, CreateShipmentsV1)
-        ctx.emit(EVENTS, await service.create_shipments(ctx.conn, ctx.payload), order_id=ctx.payload.order_id)
+        reply = await service.create_shipments(ctx.conn, ctx.payload, _BATCH.get(ctx.conn))
+        ctx.emit(EVENTS, reply, order_id=ctx.payload.order_id)
 
     async def on_cancel(ctx: MessageContext) -> None:
         assert isinstance(ctx.payload, CancelShipmentsV1)
-        ctx.emit(EVENTS, await service.cancel_shipments(ctx.conn, ctx.payload), order_id=ctx.payload.order_id)
+        reply = await service.cancel_shipments(ctx.conn, ctx.payload, _BATCH.get(ctx.conn))
+        ctx.emit(EVENTS, reply, order_id=ctx.payload.order_id)
 
     return ConsumerSpec(
         name="commands", topics=[commands("fulfilment")],
         handlers={"CreateShipments": on_create, "CancelShipments": on_cancel},
-        before_batch=_lock_orders,
+        before_batch=_begin, after_batch=_write,
     )
 
 
-async def _lock_orders(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+async def _begin(conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
     """The commands of one order are applied one at a time across service instances: the batch locks
-    its orders before the first command (and holds them until it commits)."""
-    await repo.lock_orders(conn, [env.order_id for env in envelopes])
+    its orders before the first command (and holds them until it commits), then reads their state
+    once for the whole batch (after the locks: a batch that held them before has committed)."""
+    order_ids = [env.order_id for env in envelopes]
+    await repo.lock_orders(conn, order_ids)
+    _BATCH.set(conn, CommandBatch(await repo.order_states(conn, order_ids)))
+
+
+async def _write(conn: asyncpg.Connection) -> None:
+    batch = _BATCH.get(conn)
+    if batch is not None:
+        await batch.flush(conn)
 
 
 async def on_delivered(ctx: MessageContext) -> None:

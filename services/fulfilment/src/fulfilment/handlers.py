@@ -2,6 +2,7 @@
 transitions pick -> pack -> dispatch, reading shipments and their labels."""
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -60,19 +61,41 @@ def _info(row: asyncpg.Record | dict[str, Any]) -> ShipmentInfo:
                         carrier=row["carrier"], service=row["service"], tracking_number=row["tracking_number"])
 
 
+@dataclass
+class CommandBatch:
+    """What one consumed batch of commands knows: its orders' state (read once for the batch, kept
+    current by its commands) and the shipments it created, written in one statement at its end."""
+
+    states: dict[UUID, tuple[str | None, bool]]  # order -> (cancellation reason, has shipments)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        """Writes the pending shipments (before anything reads shipments back, and at the batch's end)."""
+        rows, self.pending = self.pending, []
+        await repo.insert_shipments(conn, rows)
+
+
 class Fulfilment:
     def __init__(self, rules: tuple[CarrierRule, ...], carriers: Carriers, *, producer: str, sender_name: str):
         self.rules, self.carriers, self.producer, self.sender_name = rules, carriers, producer, sender_name
 
     # --- saga commands (inside the consumer's batch transaction, which holds the order's lock) -----
 
-    async def create_shipments(self, conn: asyncpg.Connection, cmd: CreateShipmentsV1) -> BaseModel:
+    async def create_shipments(
+        self, conn: asyncpg.Connection, cmd: CreateShipmentsV1, batch: CommandBatch | None = None
+    ) -> BaseModel:
         """One shipment per location, booked with the carrier the rules choose. Idempotent per order:
-        a repeat replies with the shipments already made; after a cancellation it creates nothing."""
-        cancelled, has_shipments = await repo.order_state(conn, cmd.order_id)
+        a repeat replies with the shipments already made; after a cancellation it creates nothing.
+        Within a batch, the shipments are written with the batch's others (CommandBatch)."""
+        state = batch.states.get(cmd.order_id) if batch is not None else None
+        if state is None:
+            state = (await repo.order_states(conn, [cmd.order_id]))[cmd.order_id]
+        cancelled, has_shipments = state
         if cancelled is not None:
             return ShipmentCreationFailedV1(order_id=cmd.order_id, reason="order_cancelled")
         if has_shipments:
+            if batch is not None:
+                await batch.flush(conn)
             existing = await repo.shipments_of_order(conn, cmd.order_id)
             return ShipmentsCreatedV1(order_id=cmd.order_id, shipments=[_info(r) for r in existing])
         plan = plan_shipments(cmd.shipments)
@@ -98,12 +121,21 @@ class Fulfilment:
                 "shipping_address": address.model_dump(), "carrier": rule.carrier, "service": rule.service,
                 "tracking_number": booking.tracking_number, "label_pdf": booking.label_pdf, "created_at": now,
             })
-        await repo.insert_shipments(conn, rows)
+        if batch is None:
+            await repo.insert_shipments(conn, rows)
+        else:
+            batch.pending.extend(rows)
+            batch.states[cmd.order_id] = (None, True)
         return ShipmentsCreatedV1(order_id=cmd.order_id, shipments=[_info(r) for r in rows])
 
-    async def cancel_shipments(self, conn: asyncpg.Connection, cmd: CancelShipmentsV1) -> BaseModel:
+    async def cancel_shipments(
+        self, conn: asyncpg.Connection, cmd: CancelShipmentsV1, batch: CommandBatch | None = None
+    ) -> BaseModel:
         """Cancels every shipment of the order unless one has left the building (then nothing changes).
         Idempotent: a repeat replies with the same cancelled shipments and the first reason."""
+        if batch is not None:
+            await batch.flush(conn)  # it reads (and cancels) the order's shipments from the table
+            batch.states.pop(cmd.order_id, None)  # a later command of the batch reads the order again
         # Row locks first: a dispatch racing with this either committed already (seen here) or waits
         # and then finds its shipment cancelled.
         shipments = await repo.shipments_of_order(conn, cmd.order_id, for_update=True)

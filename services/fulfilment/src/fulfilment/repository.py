@@ -5,6 +5,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from oms_platform.sql import Where
 
@@ -24,18 +25,20 @@ async def lock_orders(conn: asyncpg.Connection, order_ids: list[UUID]) -> None:
     )
 
 
-async def order_state(conn: asyncpg.Connection, order_id: UUID) -> tuple[str | None, bool]:
-    """(reason of the order's cancellation or None, whether it has shipments), in one round trip."""
-    row = await conn.fetchrow(
-        """SELECT (SELECT reason FROM order_cancellations WHERE order_id = $1) AS cancelled,
-                  EXISTS (SELECT 1 FROM shipments WHERE order_id = $1) AS has_shipments""",
-        order_id,
+async def order_states(conn: asyncpg.Connection, order_ids: list[UUID]) -> dict[UUID, tuple[str | None, bool]]:
+    """Per order: (reason of its cancellation or None, whether it has shipments), in one round trip."""
+    rows = await conn.fetch(
+        """SELECT o.id,
+                  (SELECT reason FROM order_cancellations c WHERE c.order_id = o.id) AS cancelled,
+                  EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.id) AS has_shipments
+           FROM unnest($1::uuid[]) AS o(id)""",
+        list(set(order_ids)),
     )
-    return row["cancelled"], row["has_shipments"]
+    return {r["id"]: (r["cancelled"], r["has_shipments"]) for r in rows}
 
 
-async def next_tracking_serial(conn: asyncpg.Connection | asyncpg.Pool) -> int:
-    return await conn.fetchval("SELECT nextval('tracking_serial')")
+async def next_tracking_serials(conn: asyncpg.Connection | asyncpg.Pool, n: int) -> list[int]:
+    return [r[0] for r in await conn.fetch("SELECT nextval('tracking_serial') FROM generate_series(1, $1)", n)]
 
 
 async def record_cancellation(conn: asyncpg.Connection, order_id: UUID, reason: str) -> str:
@@ -54,14 +57,26 @@ async def shipments_of_order(conn: asyncpg.Connection, order_id: UUID, *, for_up
 
 
 async def insert_shipments(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
-    await conn.executemany(
+    """Every row in one statement (the shipments of a whole batch of commands)."""
+    if not rows:
+        return
+    await conn.execute(
         """INSERT INTO shipments (shipment_id, order_id, location_id, lines, shipping_method, shipping_address,
                carrier, service, tracking_number, label_pdf, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)""",
-        [(r["shipment_id"], r["order_id"], r["location_id"], r["lines"], r["shipping_method"],
-          r["shipping_address"], r["carrier"], r["service"], r["tracking_number"], r["label_pdf"],
-          r["created_at"]) for r in rows],
+           SELECT s, o, loc, li::jsonb, m, a::jsonb, c, sv, t, pdf, at, at
+           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::text[], $10::bytea[], $11::timestamptz[])
+                AS u(s, o, loc, li, m, a, c, sv, t, pdf, at)""",
+        [r["shipment_id"] for r in rows], [r["order_id"] for r in rows], [r["location_id"] for r in rows],
+        [_json(r["lines"]) for r in rows], [r["shipping_method"] for r in rows],
+        [_json(r["shipping_address"]) for r in rows], [r["carrier"] for r in rows], [r["service"] for r in rows],
+        [r["tracking_number"] for r in rows], [r["label_pdf"] for r in rows], [r["created_at"] for r in rows],
     )
+
+
+def _json(value: Any) -> str:
+    # jsonb inside arrays goes as text (cast in SQL); single jsonb parameters use the pool's codec.
+    return orjson.dumps(value).decode()
 
 
 async def cancel_open(conn: asyncpg.Connection, order_id: UUID, open_statuses: list[str]) -> list[asyncpg.Record]:
