@@ -19,15 +19,16 @@ def _json(value: Any) -> str:
 
 @dataclass(frozen=True)
 class ReserveState:
-    """What a ReserveStock decision needs, read (and the stock rows locked) in one round trip."""
+    """What ReserveStock decisions need, read (and the stock rows locked) in one round trip: for one
+    command, or for every ReserveStock of a consumed batch."""
 
-    existing: dict[str, Any] | None
+    existing: dict[str, dict[str, Any]]  # str(order_id) -> its stored reservation, for those that have one
     stock: list[dict[str, Any]]  # sku, location_id, on_hand, reserved, country
     settings: dict[str, dict[str, bool]]  # sku -> {allow_backorder, watched}
     queued: dict[str, int]  # sku -> units the backorder queue waits for
 
 
-async def load_for_reserve(conn: asyncpg.Connection, order_id: UUID, skus: list[str]) -> ReserveState:
+async def load_for_reserve(conn: asyncpg.Connection, order_ids: list[UUID], skus: list[str]) -> ReserveState:
     row = await conn.fetchrow(
         """WITH locked AS (
                SELECT s.sku, s.location_id, s.on_hand, s.reserved, l.country
@@ -37,7 +38,8 @@ async def load_for_reserve(conn: asyncpg.Connection, order_id: UUID, skus: list[
                FOR UPDATE OF s
            )
            SELECT
-               (SELECT to_jsonb(r) FROM reservations r WHERE r.order_id = $1) AS existing,
+               (SELECT coalesce(jsonb_object_agg(r.order_id, to_jsonb(r)), '{}'::jsonb)
+                FROM reservations r WHERE r.order_id = ANY($1::uuid[])) AS existing,
                (SELECT coalesce(jsonb_agg(to_jsonb(locked)), '[]'::jsonb) FROM locked) AS stock,
                (SELECT coalesce(jsonb_object_agg(sku, jsonb_build_object(
                            'allow_backorder', allow_backorder,
@@ -46,7 +48,7 @@ async def load_for_reserve(conn: asyncpg.Connection, order_id: UUID, skus: list[
                (SELECT coalesce(jsonb_object_agg(sku, n), '{}'::jsonb) FROM (
                     SELECT sku, sum(quantity)::int AS n FROM backorder_lines
                     WHERE sku = ANY($2::text[]) GROUP BY sku) q) AS queued""",
-        order_id, skus,
+        order_ids, skus,
     )
     return ReserveState(row["existing"], row["stock"], row["settings"], row["queued"])
 
@@ -81,34 +83,55 @@ async def load_for_commit(
     return CommitState(row["fresh"], row["reservation"], row["stock"])
 
 
-async def insert_reservation(
-    conn: asyncpg.Connection,
-    r: dict[str, Any],
-    reserve: list[tuple[str, str, int]],
-    waiting_lines: list[tuple[str, int]],
-) -> None:
-    """Stores an order's outcome with its effects in one statement: the reserved units
-    (sku, location, quantity) added to stock, and for a backorder its place in the queue and demand."""
+@dataclass(frozen=True)
+class NewReservation:
+    """An order's outcome to store: its reservation row (the keys of insert_reservations), the units
+    it reserves (sku, location, quantity) and, for a backorder, the lines it waits for (sku, quantity)."""
+
+    row: dict[str, Any]
+    reserve: list[tuple[str, str, int]]
+    waiting_lines: list[tuple[str, int]]
+
+
+async def insert_reservations(conn: asyncpg.Connection, items: list[NewReservation]) -> None:
+    """Stores orders' outcomes with their effects in one statement: the reserved units added to stock,
+    and for backorders their places in the queue (in the order given) and their demand."""
+    if not items:
+        return
+    units: dict[tuple[str, str], int] = {}  # one source row per stock row: UPDATE ... FROM applies one
+    for item in items:
+        for sku, loc, q in item.reserve:
+            units[(sku, loc)] = units.get((sku, loc), 0) + q
+    rows = [item.row for item in items]
+    waiting = [(sku, item.row["order_id"], q) for item in items for sku, q in item.waiting_lines]
     await conn.execute(
         """WITH c AS (
-               SELECT * FROM unnest($12::text[], $13::text[], $14::int[]) AS u(sku, loc, q)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) AS u(sku, loc, q)
            ), w AS (
                UPDATE stock s SET reserved = s.reserved + c.q, updated_at = now()
                FROM c WHERE s.sku = c.sku AND s.location_id = c.loc
            ), ins AS (
                INSERT INTO reservations (order_id, reservation_id, status, destination_country, lines, allocations,
                    strategy, reason, short, failure_reason, command_event_id, correlation_id, backorder_seq)
-               VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9::jsonb, $10, $11, $15,
-                       CASE WHEN $3 = 'backordered' THEN nextval('backorder_arrival') END)
+               SELECT o, rid, st, dc, li::jsonb, al::jsonb, sg, rs, sh::jsonb, fr, ce, co,
+                      CASE WHEN st = 'backordered' THEN nextval('backorder_arrival') END
+               FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                           $11::text[], $12::text[], $13::text[], $14::uuid[], $15::uuid[])
+                    WITH ORDINALITY AS v(o, rid, st, dc, li, al, sg, rs, sh, fr, ce, co, n)
+               ORDER BY n
                RETURNING order_id
            )
            INSERT INTO backorder_lines (sku, order_id, quantity)
-           SELECT b.sku, ins.order_id, b.q FROM ins, unnest($16::text[], $17::int[]) AS b(sku, q)""",
-        r["order_id"], r["reservation_id"], r["status"], r["destination_country"], r["lines"],
-        r.get("allocations", []), r.get("strategy"), r.get("reason"), r.get("short", []),
-        r.get("failure_reason"), r["command_event_id"],
-        [x[0] for x in reserve], [x[1] for x in reserve], [x[2] for x in reserve], r["correlation_id"],
-        [x[0] for x in waiting_lines], [x[1] for x in waiting_lines],
+           SELECT b.sku, b.o, b.q FROM unnest($16::text[], $17::uuid[], $18::int[]) AS b(sku, o, q)
+           JOIN ins ON ins.order_id = b.o""",
+        [k[0] for k in units], [k[1] for k in units], list(units.values()),
+        [r["order_id"] for r in rows], [r["reservation_id"] for r in rows], [r["status"] for r in rows],
+        [r["destination_country"] for r in rows], [_json(r["lines"]) for r in rows],
+        [_json(r.get("allocations", [])) for r in rows], [r.get("strategy") for r in rows],
+        [r.get("reason") for r in rows], [_json(r.get("short", [])) for r in rows],
+        [r.get("failure_reason") for r in rows], [r["command_event_id"] for r in rows],
+        [r["correlation_id"] for r in rows],
+        [x[0] for x in waiting], [x[1] for x in waiting], [x[2] for x in waiting],
     )
 
 
