@@ -57,6 +57,7 @@ from typing import Any
 
 import orjson
 
+from bench import hops
 from bench.env import (
     RESULTS_DIR,
     ROOT,
@@ -1001,6 +1002,8 @@ class Load:
         })
         lat = result["to_confirmed_ms"]
         say(f"latency: at {rate:.1f}/s POST -> confirmed p50 {lat['p50']} ms, p99 {lat['p99']} ms")
+        sent = {oid: o.sent for oid, o in self.orders.items() if o.phase == "rate" and o.status == "confirmed"}
+        result["hops_ms"] = hops.hop_table(sent, await hops.read_timestamps(self.ctx.kafka_bootstrap, set(sent)))
         return result
 
     # --- helpers ---
@@ -1322,6 +1325,10 @@ def print_table(f: dict[str, Any]) -> None:
         print(_row("POST -> confirmed (ms)", y["to_confirmed_ms"]))
         print(_row("POST -> confirmed seen here (ms)", y["to_confirmed_seen_by_bench_ms"]))
         print(_row("POST 201 (ms)", y["post_ms"]))
+        if y.get("hops_ms"):
+            print("  where the time goes (Kafka timestamps of the messages on the way):")
+            for label, d in y["hops_ms"].items():
+                print(_row(f"  {label}", d) + f"  {d['service']}")
 
     print()
     idle = f.get("idle")
