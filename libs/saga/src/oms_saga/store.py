@@ -28,17 +28,18 @@ _DUE = f"""SELECT {COLUMNS} FROM saga_instances
     ORDER BY deadline_at LIMIT $3 FOR UPDATE SKIP LOCKED"""
 
 # Writes many sagas at once: the instances that changed, their history rows, their notes. One
-# statement per consumed batch, whatever the number of sagas and events in it.
+# statement per consumed batch, whatever the number of sagas and events in it. Each part travels as one
+# JSON array of rows (encoded by orjson in one call; asyncpg's encoding of a parameter array per column
+# cost more than the rest of the batch's decisions).
 _SAVE = """
 WITH instance AS (
     INSERT INTO saga_instances (saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason,
                                 data, control, deadline_at, attempts, created_at, updated_at)
     SELECT u.saga_id, u.saga_type, u.order_id, u.state, u.current_step, u.stuck, u.status, u.status_reason,
-           u.data::jsonb, u.control::jsonb, u.deadline_at, u.attempts, u.created_at, u.updated_at
-    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::text[],
-                $9::text[], $10::text[], $11::timestamptz[], $12::int[], $13::timestamptz[], $14::timestamptz[])
-         AS u(saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason, data, control,
-              deadline_at, attempts, created_at, updated_at)
+           u.data, u.control, u.deadline_at, u.attempts, u.created_at, u.updated_at
+    FROM jsonb_to_recordset($1::text::jsonb) AS u(saga_id uuid, saga_type text, order_id uuid, state text,
+         current_step text, stuck bool, status text, status_reason text, data jsonb, control jsonb,
+         deadline_at timestamptz, attempts int, created_at timestamptz, updated_at timestamptz)
     ON CONFLICT (saga_id) DO UPDATE SET
         state = EXCLUDED.state, current_step = EXCLUDED.current_step, stuck = EXCLUDED.stuck,
         status = EXCLUDED.status, status_reason = EXCLUDED.status_reason, data = EXCLUDED.data,
@@ -46,15 +47,17 @@ WITH instance AS (
         updated_at = EXCLUDED.updated_at
 ), steps AS (
     INSERT INTO saga_steps (saga_id, seq, step, kind, started_at, finished_at, attempts, outcome, detail)
-    SELECT * FROM unnest($15::uuid[], $16::int[], $17::text[], $18::text[], $19::timestamptz[], $20::timestamptz[],
-                         $21::int[], $22::text[], $23::text[])
+    SELECT u.saga_id, u.seq, u.step, u.kind, u.started_at, u.finished_at, u.attempts, u.outcome, u.detail
+    FROM jsonb_to_recordset($2::text::jsonb) AS u(saga_id uuid, seq int, step text, kind text, started_at timestamptz,
+         finished_at timestamptz, attempts int, outcome text, detail text)
     ON CONFLICT (saga_id, seq) DO UPDATE SET
         finished_at = EXCLUDED.finished_at, attempts = EXCLUDED.attempts, outcome = EXCLUDED.outcome,
         detail = coalesce(EXCLUDED.detail, saga_steps.detail)
 ), notes AS (
     INSERT INTO saga_log (saga_id, at, event_type, event_id, causation_id, disposition, detail)
-    SELECT * FROM unnest($24::uuid[], $25::timestamptz[], $26::text[], $27::uuid[], $28::uuid[], $29::text[],
-                         $30::text[])
+    SELECT u.saga_id, u.at, u.event_type, u.event_id, u.causation_id, u.disposition, u.detail
+    FROM jsonb_to_recordset($3::text::jsonb) AS u(saga_id uuid, at timestamptz, event_type text, event_id uuid,
+         causation_id uuid, disposition text, detail text)
 )
 SELECT 1
 """
@@ -130,28 +133,26 @@ async def save_many(conn: asyncpg.Connection, writes: Iterable[Write]) -> None:
     writes = [w for w in writes if not w.empty]
     if not writes:
         return
-    sagas = [w.state for w in writes if w.changed]
-    steps = [(w.state.saga_id, r) for w in writes for r in w.steps.values()]
-    notes = [(w.state.saga_id, at, n) for w in writes for at, n in w.notes]
-    await conn.execute(
-        _SAVE,
-        [s.saga_id for s in sagas], [s.saga_type for s in sagas], [s.order_id for s in sagas],
-        [s.state for s in sagas], [s.step for s in sagas], [s.stuck for s in sagas], [s.status for s in sagas],
-        [s.status_reason for s in sagas], [_json(s.data) for s in sagas], [_json(s.control.to_json()) for s in sagas],
-        [s.deadline_at for s in sagas], [s.attempts for s in sagas], [s.created_at for s in sagas],
-        [s.updated_at for s in sagas],
-        [i for i, _ in steps], [r.seq for _, r in steps], [r.step for _, r in steps], [r.kind for _, r in steps],
-        [r.started_at for _, r in steps], [r.finished_at for _, r in steps], [r.attempts for _, r in steps],
-        [r.outcome for _, r in steps], [r.detail for _, r in steps],
-        [i for i, _, _ in notes], [at for _, at, _ in notes], [n.event_type for _, _, n in notes],
-        [n.event_id for _, _, n in notes], [n.causation_id for _, _, n in notes],
-        [n.disposition for _, _, n in notes], [n.detail for _, _, n in notes],
-    )
+    sagas = [{
+        "saga_id": s.saga_id, "saga_type": s.saga_type, "order_id": s.order_id, "state": s.state,
+        "current_step": s.step, "stuck": s.stuck, "status": s.status, "status_reason": s.status_reason,
+        "data": s.data, "control": s.control.to_json(), "deadline_at": s.deadline_at, "attempts": s.attempts,
+        "created_at": s.created_at, "updated_at": s.updated_at,
+    } for s in (w.state for w in writes if w.changed)]
+    steps = [{
+        "saga_id": w.state.saga_id, "seq": r.seq, "step": r.step, "kind": r.kind, "started_at": r.started_at,
+        "finished_at": r.finished_at, "attempts": r.attempts, "outcome": r.outcome, "detail": r.detail,
+    } for w in writes for r in w.steps.values()]
+    notes = [{
+        "saga_id": w.state.saga_id, "at": at, "event_type": n.event_type, "event_id": n.event_id,
+        "causation_id": n.causation_id, "disposition": n.disposition, "detail": n.detail,
+    } for w in writes for at, n in w.notes]
+    await conn.execute(_SAVE, _json(sagas), _json(steps), _json(notes))
 
 
-def _json(value: object) -> str:
-    # jsonb inside arrays travels as text (cast in SQL): the pool's jsonb codec covers single values only.
-    return orjson.dumps(value).decode()
+def _json(rows: list[dict[str, object]]) -> str:
+    # UUIDs (asyncpg's own type too, for ids read back) as text, datetimes as ISO 8601 with their offset.
+    return orjson.dumps(rows, default=str).decode()
 
 
 async def stuck_count(conn: asyncpg.Connection, saga_type: str) -> int:
