@@ -15,7 +15,7 @@ from aiokafka import ConsumerRecord
 
 from oms_contracts import Envelope, new_envelope
 from oms_contracts.orders import OrderCancellationRequestedV1, OrderStatusChangedV1
-from oms_platform import inbox
+from oms_platform import inbox, metrics
 from oms_platform.consumer import BatchProcessor, ConsumerSpec, MessageContext
 from tests.support.infra import Infra
 
@@ -122,9 +122,41 @@ async def test_the_same_event_in_two_batches_is_applied_once(effects_pool: async
     processor = _processor(effects_pool, handlers)
     first, second = _envelope(), _envelope()
     await processor.process([_record(first)])
+    reclaimed = _reclaimed()
     await processor.process([_record(first), _record(second)])  # a redelivery beside a new event
-    assert handlers.calls == {first.event_id: 1, second.event_id: 1}
     assert await _effects(effects_pool) == {first.event_id: 1, second.event_id: 1}
+    assert len(await _outbox(effects_pool, OUT_TOPIC)) == 2
+    # The batch was applied claiming at its end, found `first` taken, rolled back, and was applied
+    # again claiming first: the redelivered event's handler ran in the rolled-back attempt only.
+    assert _reclaimed() == reclaimed + 1
+    assert handlers.calls == {first.event_id: 2, second.event_id: 2}
+
+
+async def test_a_batch_of_new_events_claims_them_with_its_messages_in_one_statement(
+    effects_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims_first = []
+    claim = inbox.claim
+
+    async def counted(conn, consumer, ids):
+        claims_first.append(list(ids))
+        return await claim(conn, consumer, ids)
+
+    monkeypatch.setattr(inbox, "claim", counted)
+    handlers = Handlers()
+    events = [_envelope() for _ in range(3)]
+    reclaimed = _reclaimed()
+    await _processor(effects_pool, handlers).process([_record(e) for e in events])
+    assert claims_first == [] and _reclaimed() == reclaimed  # claimed with the messages, at the end
+    assert await _effects(effects_pool) == {e.event_id: 1 for e in events}
+    assert handlers.calls == {e.event_id: 1 for e in events}
+    claimed = await effects_pool.fetch("SELECT event_id FROM inbox WHERE consumer = $1", GROUP)
+    assert {r["event_id"] for r in claimed} == {e.event_id for e in events}
+    assert len(await _outbox(effects_pool, OUT_TOPIC)) == 3
+
+
+def _reclaimed() -> float:
+    return metrics.CONSUMER_RECLAIMED.labels("cancellations")._value.get()  # noqa: SLF001 - a test's peek
 
 
 async def test_the_inbox_is_per_consumer_group(effects_pool: asyncpg.Pool) -> None:
@@ -163,9 +195,12 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_and_the_rest_applie
     assert datetime.fromisoformat(headers["dlq.failed_at"]).tzinfo is not None
 
     # A redelivery of the dead-lettered message is a duplicate: not retried, not dead-lettered again.
+    # (Its handler runs once more, in the attempt that claims at the end and is rolled back when the
+    # batch is redone message by message, claiming first: the dead-lettered id is taken.)
     await _processor(effects_pool, handlers).process([poison_record])
-    assert handlers.calls[poison.event_id] == 3
+    assert handlers.calls[poison.event_id] == 3 + 1
     assert len(await _outbox(effects_pool, f"{TOPIC}.dlq")) == 1
+    assert await _effects(effects_pool) == {good1.event_id: 1, good2.event_id: 1}
 
 
 async def test_a_handler_failing_once_then_succeeding_is_applied_once(effects_pool: asyncpg.Pool) -> None:

@@ -1,10 +1,14 @@
 """Batch consumers: one PostgreSQL transaction per Kafka batch, the inbox for idempotency, retries
 with backoff, and a dead-letter topic for messages that keep failing.
 
-For each batch: parse every envelope, claim the new event ids in the inbox, and apply each new event
-with its handler inside a savepoint. A handler error is retried (with backoff) up to max_attempts;
-then the message goes to `<topic>.dlq` (through the outbox, in the same transaction) with the error
-and its original headers, and the batch moves on. The offsets are committed after the transaction
+For each batch: parse every envelope, apply each event with its handler, and claim the event ids in the
+inbox with the batch's outgoing messages in its last statement; if an id was claimed before (a
+redelivery), the batch is rolled back and applied again claiming first, so only new events apply.
+(Handlers therefore may run for a redelivered event whose effects are then rolled back: a call outside
+the database must be idempotent anyway, as every retry may repeat it.) A handler error is redone with
+each message in its own savepoint and retried (with backoff) up to max_attempts; then the message goes
+to `<topic>.dlq` (through the outbox, in the same transaction) with the error and its original
+headers, and the batch moves on. The offsets are committed after the transaction
 commits. A database or connection failure aborts the whole batch, which is then redelivered; the
 inbox makes the redelivery harmless.
 """
@@ -140,21 +144,28 @@ class BatchProcessor:
             except (ValidationError, ValueError, TypeError) as exc:
                 parsed.append((rec, None, f"invalid envelope: {exc}"))
         try:
-            await self._run(parsed, isolate=False)
+            try:
+                await self._run(parsed, isolate=False, claim_first=False)
+            except _AlreadyClaimed:
+                metrics.CONSUMER_RECLAIMED.labels(self.spec.name).inc()
+                await self._run(parsed, isolate=False, claim_first=True)
         except _HandlerFailed as failed:
             # The failed fast-path call was that event's first attempt.
-            await self._run(parsed, isolate=True, attempted={failed.event_id})
+            await self._run(parsed, isolate=True, claim_first=True, attempted={failed.event_id})
         metrics.CONSUMER_BATCH.labels(self.spec.name).observe(time.perf_counter() - started)
 
     async def _run(
-        self, parsed: list[tuple[ConsumerRecord, Envelope | None, str | None]], *, isolate: bool,
+        self, parsed: list[tuple[ConsumerRecord, Envelope | None, str | None]], *, isolate: bool, claim_first: bool,
         attempted: set[UUID] = frozenset(),  # type: ignore[assignment]
     ) -> None:
+        """One transaction for the batch. claim_first: the inbox claim is its first statement (only the
+        new events are applied); otherwise every event is applied and claimed with the outgoing
+        messages at the end, and _AlreadyClaimed rolls it all back if one was not new."""
         wanted = [env.event_id for _, env, _ in parsed if env and env.event_type in self.spec.handlers]
         outgoing: list[outbox.OutgoingMessage] = []
         outcomes: list[str] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await inbox.claim(conn, self.group_id, wanted)
+            fresh = await inbox.claim(conn, self.group_id, wanted) if claim_first else set(wanted)
             todo: list[tuple[ConsumerRecord, Envelope, BaseModel, Handler]] = []
             for rec, env, error in parsed:
                 if env is None:
@@ -193,7 +204,10 @@ class BatchProcessor:
                     outcomes.append("applied")
             if self.spec.after_batch is not None and todo and not isolate:
                 await self.spec.after_batch(conn)
-            await outbox.enqueue(conn, outgoing)
+            if claim_first:
+                await outbox.enqueue(conn, outgoing)
+            elif not await inbox.claim_with_messages(conn, self.group_id, wanted, outgoing):
+                raise _AlreadyClaimed()
         for outcome in outcomes:
             metrics.CONSUMED.labels(self.spec.name, outcome).inc()
 
@@ -248,6 +262,11 @@ class BatchProcessor:
         key = rec.key.decode("utf-8", "replace") if rec.key else ""
         value = rec.value if isinstance(rec.value, bytes) else bytes(rec.value or b"")
         return outbox.OutgoingMessage(dlq(rec.topic.removeprefix(self.topic_prefix)), key, value, headers)
+
+
+class _AlreadyClaimed(Exception):
+    """An event of the batch was applied before (a redelivery): the batch is rolled back and redone
+    claiming first."""
 
 
 class _HandlerFailed(Exception):
@@ -323,7 +342,6 @@ def subscribe(
     hop of the saga; `_poll_without_idle_sleep` replaces it.) The envelopes are parsed by the
     processor, so faststream's own JSON decoding of every record is skipped."""
     from faststream import AckPolicy
-    from faststream.kafka.annotations import KafkaMessage
     from faststream.message import AckStatus
 
     subscriber = broker.subscriber(
@@ -336,13 +354,13 @@ def subscribe(
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
         ack_policy=AckPolicy.NACK_ON_ERROR,  # an error seeks every partition back to the batch's start
-        decoder=_no_body,
+        decoder=_the_message,
     )
     subscriber.get_msg = _poll_without_idle_sleep(poll_ms, max_records)
     committer = subscriber.committer = OffsetCommitter(commit_interval)
 
     @subscriber
-    async def _on_batch(message: KafkaMessage) -> None:
+    async def _on_batch(message: Any) -> None:  # the KafkaMessage itself (see _the_message)
         records = message.raw_message
         if not isinstance(records, tuple | list):
             records = (records,)
@@ -359,9 +377,11 @@ def subscribe(
     return subscriber
 
 
-async def _no_body(_message: Any) -> None:
-    """faststream decoder: the handler reads message.raw_message, never a decoded body."""
-    return None
+async def _the_message(message: Any) -> Any:
+    """faststream decoder: the handler gets the message itself (it reads message.raw_message, never a
+    decoded body), so with the runtime's apply_types=False no dependency injection runs per batch
+    (resolving a `KafkaMessage` parameter through FastDepends ran in a worker thread, every batch)."""
+    return message
 
 
 def _poll_without_idle_sleep(poll_ms: int, max_records: int) -> Callable[[Any], Awaitable[tuple]]:

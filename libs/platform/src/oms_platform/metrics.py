@@ -12,6 +12,11 @@ HTTP_LATENCY = Histogram(
 OUTBOX_PUBLISHED = Counter("oms_outbox_published_total", "Messages published by the outbox relay", ["topic"])
 OUTBOX_LAG = Gauge("oms_outbox_unsent", "Unsent outbox rows seen by the relay's last read")
 CONSUMED = Counter("oms_consumer_messages_total", "Messages consumed", ["consumer", "outcome"])
+CONSUMER_RECLAIMED = Counter(
+    "oms_consumer_batches_reclaimed_total",
+    "Batches rolled back and applied again because an event in them had been applied before (redeliveries)",
+    ["consumer"],
+)
 CONSUMER_BATCH = Histogram(
     "oms_consumer_batch_seconds", "Time to apply one consumed batch", ["consumer"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),

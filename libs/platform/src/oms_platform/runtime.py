@@ -73,7 +73,9 @@ class ServiceRuntime:
         if self.consumers:
             from faststream.kafka import KafkaBroker
 
-            self.broker = KafkaBroker(s.kafka_bootstrap_servers, client_id=s.service_name, logger=log)
+            # No FastDepends: the one handler per subscriber (consumer.subscribe) takes the message as it is.
+            self.broker = KafkaBroker(s.kafka_bootstrap_servers, client_id=s.service_name, logger=log,
+                                      apply_types=False)
             for spec in self.consumers:
                 proc = BatchProcessor(
                     spec, self.pool, producer=s.service_name, group_id=self.group_id(spec),
