@@ -121,6 +121,7 @@ class BatchProcessor:
         max_attempts: int = 3,
         backoff: float = 0.05,
         topic_prefix: str = "",
+        relay: outbox.OutboxRelay | None = None,
     ):
         self.spec = spec
         self.topic_prefix = topic_prefix  # of the topics read (KAFKA_TOPIC_PREFIX): dead letters get it too
@@ -129,6 +130,7 @@ class BatchProcessor:
         self.group_id = group_id
         self.max_attempts = max_attempts
         self.backoff = backoff
+        self.relay = relay  # this process's relay: woken directly after a commit while it leads
         self._tracer = telemetry.tracer("oms.consumer")
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
@@ -164,6 +166,7 @@ class BatchProcessor:
         wanted = [env.event_id for _, env, _ in parsed if env and env.event_type in self.spec.handlers]
         outgoing: list[outbox.OutgoingMessage] = []
         outcomes: list[str] = []
+        wake_here = self.relay is not None and self.relay.leads
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim(conn, self.group_id, wanted) if claim_first else set(wanted)
             todo: list[tuple[ConsumerRecord, Envelope, BaseModel, Handler]] = []
@@ -205,9 +208,11 @@ class BatchProcessor:
             if self.spec.after_batch is not None and todo and not isolate:
                 await self.spec.after_batch(conn)
             if claim_first:
-                await outbox.enqueue(conn, outgoing)
-            elif not await inbox.claim_with_messages(conn, self.group_id, wanted, outgoing):
+                await outbox.enqueue(conn, outgoing, notify=not wake_here)
+            elif not await inbox.claim_with_messages(conn, self.group_id, wanted, outgoing, notify=not wake_here):
                 raise _AlreadyClaimed()
+        if wake_here and outgoing:
+            self.relay.wake()  # type: ignore[union-attr]
         for outcome in outcomes:
             metrics.CONSUMED.labels(self.spec.name, outcome).inc()
 

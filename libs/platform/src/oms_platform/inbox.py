@@ -30,7 +30,9 @@ async def claim(conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUI
     return {r["event_id"] for r in await conn.fetch(_CLAIM, consumer, ids)}
 
 
-_CLAIM_WITH_MESSAGES = f"""
+def _claim_with_messages_sql(notify: bool) -> str:
+    wake = f"(SELECT {outbox.NOTIFY_SQL} FROM sent LIMIT 1)" if notify else "NULL"
+    return f"""
 WITH claimed AS (
     INSERT INTO inbox (consumer, event_id)
     SELECT $1, unnest($2::uuid[])
@@ -41,20 +43,24 @@ WITH claimed AS (
     SELECT t, k, v, h::jsonb FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[]) AS u(t, k, v, h)
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM claimed) AS claimed,
-       (SELECT {outbox.NOTIFY_SQL} FROM sent LIMIT 1) AS notified
+SELECT (SELECT count(*) FROM claimed) AS claimed, {wake} AS notified, (SELECT count(*) FROM sent) AS sent
 """
 
 
+_CLAIM_WITH_MESSAGES = {True: _claim_with_messages_sql(True), False: _claim_with_messages_sql(False)}
+
+
 async def claim_with_messages(
-    conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUID], messages: Sequence[outbox.OutgoingMessage]
+    conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUID], messages: Sequence[outbox.OutgoingMessage],
+    *, notify: bool = True,
 ) -> bool:
-    """Claims the ids and writes the messages to the outbox (waking the relay at commit) in one
-    statement. False when any id was claimed before: the caller must roll back (its effects were
-    applied for an event already applied) and claim first instead."""
+    """Claims the ids and writes the messages to the outbox (waking the relay at commit, unless
+    notify=False: see outbox.enqueue) in one statement. False when any id was claimed before: the
+    caller must roll back (its effects were applied for an event already applied) and claim first
+    instead."""
     ids = list(dict.fromkeys(event_ids))
     row = await conn.fetchrow(
-        _CLAIM_WITH_MESSAGES, consumer, ids,
+        _CLAIM_WITH_MESSAGES[notify], consumer, ids,
         [m.topic for m in messages], [m.key for m in messages], [m.value for m in messages],
         [orjson.dumps(m.headers).decode() for m in messages],
     )

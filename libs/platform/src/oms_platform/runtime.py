@@ -79,7 +79,7 @@ class ServiceRuntime:
             for spec in self.consumers:
                 proc = BatchProcessor(
                     spec, self.pool, producer=s.service_name, group_id=self.group_id(spec),
-                    max_attempts=s.consumer_max_attempts, topic_prefix=s.kafka_topic_prefix,
+                    max_attempts=s.consumer_max_attempts, topic_prefix=s.kafka_topic_prefix, relay=self.relay,
                 )
                 self.processors.append(proc)
                 self.subscribers.append(subscribe(

@@ -110,7 +110,7 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         if errors:
             summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
             raise ApiError(422, "validation_failed", f"invalid request: {summary}", errors)
-        view = await handlers.place_order(pool(request), order, idempotency_key)
+        view = await handlers.place_order(pool(request), order, idempotency_key, request.app.state.runtime.relay)
         return ORJSONResponse(view, 201, headers={"Location": f"/v1/orders/{view['order_id']}"})
 
     @router.get("/v1/orders/{order_id}", tags=["orders"])

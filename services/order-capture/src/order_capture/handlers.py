@@ -82,7 +82,9 @@ def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     return v
 
 
-async def place_order(pool: asyncpg.Pool, order: OrderIn, idempotency_key: str) -> dict[str, Any]:
+async def place_order(
+    pool: asyncpg.Pool, order: OrderIn, idempotency_key: str, relay: outbox.OutboxRelay | None = None
+) -> dict[str, Any]:
     """Stores the order, its idempotency key and its OrderPlaced event in one statement. A repeat of
     the same key and body returns the first response; a different body with the key is a conflict."""
     body = order.model_dump(mode="json")
@@ -106,9 +108,12 @@ async def place_order(pool: asyncpg.Pool, order: OrderIn, idempotency_key: str) 
         producer=PRODUCER, order_id=order_id,
     )
     row = {**body, "order_id": order_id, "created_at": now, "total": total, "lines": view["lines"]}
+    wake_here = relay is not None and relay.leads  # then the relay is woken here, not through pg_notify
     async with pool.acquire() as conn:
         try:
-            if await repo.place_order(conn, row, idempotency_key, digest, view, message):
+            if await repo.place_order(conn, row, idempotency_key, digest, view, message, notify=not wake_here):
+                if wake_here:
+                    relay.wake()  # type: ignore[union-attr]
                 return view
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "orders_channel_external_id":
