@@ -112,7 +112,7 @@ start_kafka() {
     log "formatting Kafka storage (KRaft)"
     local cid; cid=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
     java -cp "$cp" -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka-log4j2.xml" -Dkafka.logs.dir="$LOGS" \
-      kafka.tools.StorageTool format -t "$cid" -c "$props" >/dev/null
+      kafka.tools.StorageTool format --cluster-id="$cid" -c "$props" >/dev/null
   fi
   log "starting Kafka (KRaft) on 127.0.0.1:$KAFKA_PORT"
   # A fresh log per start, so the readiness check below cannot match an earlier start's line.

@@ -2,8 +2,18 @@
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+from aiokafka import ConsumerRecord
+
+from oms_contracts import Envelope
+from oms_platform import db
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, what: str = "condition") -> Any:
@@ -16,3 +26,26 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 30
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {result!r})")
         await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def migrated_pool(dsn: str, migrations: Path | None, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on `dsn` with the platform's migrations and the service's (a package's migrations folder)."""
+    pool = await db.create_pool(dsn, min_size=1, max_size=max_size)
+    try:
+        await db.migrate(pool, migrations)
+        yield pool
+    finally:
+        await pool.close()
+
+
+def consumer_record(topic: str, envelope: Envelope, offset: int = 0) -> ConsumerRecord:
+    """The record a consumer would get for the envelope, keyed by its order id."""
+    return ConsumerRecord(topic, 0, offset, 0, 0, str(envelope.order_id).encode(),
+                          orjson.dumps(envelope.model_dump(mode="json")), None, 0, 0, [])
+
+
+async def outbox_by_cause(pool: asyncpg.Pool, topic: str) -> dict[UUID, dict[str, Any]]:
+    """The envelopes written to the outbox for `topic`, by the event (causation) they answer."""
+    rows = await pool.fetch("SELECT value FROM outbox WHERE topic = $1 ORDER BY id", topic)
+    return {UUID(e["causation_id"]): e for e in (orjson.loads(r["value"]) for r in rows)}

@@ -7,17 +7,16 @@ from pathlib import Path
 from uuid import uuid4
 
 import asyncpg
-import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
 import order_capture
 from oms_contracts import new_envelope
 from oms_contracts.orders import OrderStatusChangedV1
-from oms_platform import db
 from oms_platform.consumer import BatchProcessor
 from order_capture import consumers
 from order_capture import repository as repo
+from tests.integration.helpers import consumer_record, migrated_pool
 
 pytestmark = pytest.mark.infra
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -25,10 +24,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 async def capture_pool(fresh_db: str):
-    pool = await db.create_pool(fresh_db, min_size=1, max_size=4)
-    await db.migrate(pool, Path(order_capture.__file__).parent / "migrations")
-    yield pool
-    await pool.close()
+    async with migrated_pool(fresh_db, Path(order_capture.__file__).parent / "migrations") as pool:
+        yield pool
 
 
 async def _order(pool: asyncpg.Pool):
@@ -45,8 +42,7 @@ async def _order(pool: asyncpg.Pool):
 def _record(order_id, old, new, at, offset) -> ConsumerRecord:
     env = new_envelope(OrderStatusChangedV1(order_id=order_id, old_status=old, new_status=new, reason=None,
                                             changed_at=at), producer="orchestrator", order_id=order_id)
-    return ConsumerRecord("oms.orders.status", 0, offset, 0, 0, str(order_id).encode(),
-                          orjson.dumps(env.model_dump(mode="json")), None, 0, 0, [])
+    return consumer_record("oms.orders.status", env, offset)
 
 
 async def test_the_latest_change_per_order_wins_and_one_statement_writes_the_batch(capture_pool, monkeypatch):

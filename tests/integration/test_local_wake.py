@@ -6,7 +6,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
-import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
@@ -14,6 +13,7 @@ from oms_contracts import new_envelope
 from oms_contracts.orders import OrderCancellationRequestedV1, OrderStatusChangedV1
 from oms_platform.consumer import BatchProcessor, ConsumerSpec, MessageContext
 from oms_platform.outbox import NOTIFY_CHANNEL
+from tests.integration.helpers import consumer_record, migrated_pool
 
 pytestmark = pytest.mark.infra
 
@@ -51,8 +51,7 @@ def _record() -> ConsumerRecord:
     order_id = uuid.uuid4()
     env = new_envelope(OrderCancellationRequestedV1(order_id=order_id, reason="r", requested_by="customer"),
                        producer="test", order_id=order_id)
-    return ConsumerRecord("test.in", 0, 0, 0, 0, str(order_id).encode(), orjson.dumps(env.model_dump(mode="json")),
-                          None, 0, 0, [])
+    return consumer_record("test.in", env)
 
 
 @pytest.mark.parametrize(("relay", "woken", "notified"), [
@@ -77,12 +76,9 @@ async def capture_pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
     from pathlib import Path
 
     import order_capture
-    from oms_platform import db
 
-    p = await db.create_pool(fresh_db, min_size=1, max_size=3)
-    await db.migrate(p, Path(order_capture.__file__).parent / "migrations")
-    yield p
-    await p.close()
+    async with migrated_pool(fresh_db, Path(order_capture.__file__).parent / "migrations") as p:
+        yield p
 
 
 @pytest.mark.parametrize(("leads", "woken", "notified"), [(True, 1, 0), (False, 0, 1)])

@@ -6,7 +6,6 @@ from pathlib import Path
 from uuid import UUID
 
 import asyncpg
-import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
@@ -17,20 +16,18 @@ from fulfilment.carriers import BuiltinCarrier, Carriers, SerialBlocks
 from fulfilment.domain import DEFAULT_RULES
 from fulfilment.handlers import Fulfilment
 from oms_contracts import new_envelope
-from oms_platform import db
 from oms_platform.consumer import BatchProcessor
 from oms_platform.ids import uuid7
 from tests.integration.fulfilment.support import cancel_command, create_command
+from tests.integration.helpers import consumer_record, migrated_pool, outbox_by_cause
 
 pytestmark = pytest.mark.infra
 
 
 @pytest.fixture
 async def pool(fresh_db: str):
-    pool = await db.create_pool(fresh_db, min_size=1, max_size=4)
-    await db.migrate(pool, Path(fulfilment.__file__).parent / "migrations")
-    yield pool
-    await pool.close()
+    async with migrated_pool(fresh_db, Path(fulfilment.__file__).parent / "migrations") as pool:
+        yield pool
 
 
 @pytest.fixture
@@ -43,15 +40,11 @@ def processor(pool: asyncpg.Pool) -> BatchProcessor:
 
 def _record(command, offset: int) -> tuple[ConsumerRecord, UUID]:
     env = new_envelope(command, producer="orchestrator", order_id=command.order_id)
-    rec = ConsumerRecord("oms.fulfilment.commands", 0, offset, 0, 0, str(command.order_id).encode(),
-                         orjson.dumps(env.model_dump(mode="json")), None, 0, 0, [])
-    return rec, env.event_id
+    return consumer_record("oms.fulfilment.commands", env, offset), env.event_id
 
 
 async def _replies(pool: asyncpg.Pool) -> dict[UUID, dict]:
-    """Replies in the outbox by the command (causation) they answer."""
-    rows = await pool.fetch("SELECT value FROM outbox WHERE topic = 'oms.fulfilment.events' ORDER BY id")
-    return {UUID(r["causation_id"]): r for r in (orjson.loads(row["value"]) for row in rows)}
+    return await outbox_by_cause(pool, "oms.fulfilment.events")
 
 
 async def test_a_batch_reads_its_orders_once_and_writes_its_shipments_in_one_statement(

@@ -7,33 +7,28 @@ from pathlib import Path
 from uuid import UUID
 
 import asyncpg
-import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
 import inventory
 from inventory import consumers
 from inventory import repository as repo
-from oms_platform import db
 from oms_platform.consumer import BatchProcessor
 from oms_platform.ids import uuid7
-from tests.integration.inventory.conftest import drop_database
+from tests.integration.helpers import consumer_record, migrated_pool, outbox_by_cause
 from tests.integration.inventory.support import envelope, release_command, reserve_command, restock_command
 
 pytestmark = pytest.mark.infra
 
 
 @pytest.fixture
-async def pool(infra) -> AsyncIterator[asyncpg.Pool]:
-    dsn = await infra.create_database("inventory_batches")
-    p = await db.create_pool(dsn, min_size=1, max_size=4)
-    await db.migrate(p, Path(inventory.__file__).parent / "migrations")
-    await p.execute("INSERT INTO locations (location_id, name, country) VALUES ('L1', 'L1', 'PT'), ('L2', 'L2', 'ES')")
-    await p.execute("INSERT INTO stock (sku, location_id, on_hand) VALUES ('HOT', 'L1', 5), ('HOT', 'L2', 3), "
-                    "('COLD', 'L1', 100)")
-    yield p
-    await p.close()
-    await drop_database(infra, dsn)
+async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
+    async with migrated_pool(fresh_db, Path(inventory.__file__).parent / "migrations") as p:
+        await p.execute("INSERT INTO locations (location_id, name, country) VALUES ('L1', 'L1', 'PT'), "
+                        "('L2', 'L2', 'ES')")
+        await p.execute("INSERT INTO stock (sku, location_id, on_hand) VALUES ('HOT', 'L1', 5), ('HOT', 'L2', 3), "
+                        "('COLD', 'L1', 100)")
+        yield p
 
 
 @pytest.fixture
@@ -44,14 +39,11 @@ def processor(pool: asyncpg.Pool) -> BatchProcessor:
 
 def _record(command, offset: int) -> tuple[ConsumerRecord, UUID]:
     env = envelope(command)
-    rec = ConsumerRecord("oms.inventory.commands", 0, offset, 0, 0, str(command.order_id).encode(),
-                         orjson.dumps(env.model_dump(mode="json")), None, 0, 0, [])
-    return rec, env.event_id
+    return consumer_record("oms.inventory.commands", env, offset), env.event_id
 
 
 async def _replies(pool: asyncpg.Pool) -> dict[UUID, dict]:
-    rows = await pool.fetch("SELECT value FROM outbox WHERE topic = 'oms.inventory.events' ORDER BY id")
-    return {UUID(r["causation_id"]): r for r in (orjson.loads(row["value"]) for row in rows)}
+    return await outbox_by_cause(pool, "oms.inventory.events")
 
 
 async def _reserved(pool: asyncpg.Pool, sku: str) -> int:

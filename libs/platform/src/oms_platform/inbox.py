@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 import asyncpg
-import orjson
 
 from oms_platform import outbox
 
@@ -30,24 +29,15 @@ async def claim(conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUI
     return {r["event_id"] for r in await conn.fetch(_CLAIM, consumer, ids)}
 
 
-def _claim_with_messages_sql(notify: bool) -> str:
-    wake = f"(SELECT {outbox.NOTIFY_SQL} FROM sent LIMIT 1)" if notify else "NULL"
-    return f"""
+_CLAIM_WITH_MESSAGES = {notify: f"""
 WITH claimed AS (
     INSERT INTO inbox (consumer, event_id)
     SELECT $1, unnest($2::uuid[])
     ON CONFLICT DO NOTHING
     RETURNING 1
-), sent AS (
-    INSERT INTO outbox (topic, key, value, headers)
-    SELECT t, k, v, h::jsonb FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[]) AS u(t, k, v, h)
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM claimed) AS claimed, {wake} AS notified, (SELECT count(*) FROM sent) AS sent
-"""
-
-
-_CLAIM_WITH_MESSAGES = {True: _claim_with_messages_sql(True), False: _claim_with_messages_sql(False)}
+), sent AS ({outbox.rows_cte(3)})
+SELECT (SELECT count(*) FROM claimed) AS claimed, {outbox.wake_sql("sent", notify)} AS notified
+""" for notify in (True, False)}
 
 
 async def claim_with_messages(
@@ -59,9 +49,5 @@ async def claim_with_messages(
     caller must roll back (its effects were applied for an event already applied) and claim first
     instead."""
     ids = list(dict.fromkeys(event_ids))
-    row = await conn.fetchrow(
-        _CLAIM_WITH_MESSAGES[notify], consumer, ids,
-        [m.topic for m in messages], [m.key for m in messages], [m.value for m in messages],
-        [orjson.dumps(m.headers).decode() for m in messages],
-    )
+    row = await conn.fetchrow(_CLAIM_WITH_MESSAGES[notify], consumer, ids, *outbox.rows_params(messages))
     return row["claimed"] == len(ids)

@@ -116,19 +116,30 @@ def cte_params(message: OutgoingMessage) -> tuple[str, str, bytes, str]:
 NOTIFY_SQL = f"pg_notify('{NOTIFY_CHANNEL}', '')"
 
 
-def _insert_sql(notify: bool) -> str:
-    wake = f"pg_notify('{NOTIFY_CHANNEL}', '')" if notify else "NULL"
-    return f"""
-WITH ins AS (
-    INSERT INTO outbox (topic, key, value, headers)
-    SELECT t, k, v, h::jsonb FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS u(t, k, v, h)
-    RETURNING 1
-)
-SELECT {wake}, (SELECT count(*) FROM ins)
-"""
+def rows_cte(first_param: int) -> str:
+    """SQL of a data-modifying CTE body that writes one outbox row per message, from the four arrays
+    of rows_params at parameters $first_param..$first_param+3 (for statements that write their
+    messages along with something else)."""
+    p = first_param
+    return (
+        "INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb "
+        f"FROM unnest(${p}::text[], ${p + 1}::text[], ${p + 2}::bytea[], ${p + 3}::text[]) AS u(t, k, v, h) RETURNING 1"
+    )
 
 
-_INSERT = {True: _insert_sql(True), False: _insert_sql(False)}
+def rows_params(messages: Sequence[OutgoingMessage]) -> tuple[list[str], list[str], list[bytes], list[str]]:
+    return (
+        [m.topic for m in messages], [m.key for m in messages], [m.value for m in messages],
+        [orjson.dumps(m.headers).decode() for m in messages],
+    )
+
+
+def wake_sql(cte: str, notify: bool) -> str:
+    """A select item that wakes the relay at commit when the CTE `cte` wrote a row (NULL without notify)."""
+    return f"(SELECT {NOTIFY_SQL} FROM {cte} LIMIT 1)" if notify else "NULL"
+
+
+_INSERT = {notify: f"WITH ins AS ({rows_cte(1)}) SELECT {wake_sql('ins', notify)}" for notify in (True, False)}
 
 
 async def enqueue(conn: asyncpg.Connection, messages: Sequence[OutgoingMessage], *, notify: bool = True) -> None:
@@ -137,13 +148,7 @@ async def enqueue(conn: asyncpg.Connection, messages: Sequence[OutgoingMessage],
     relay after the commit instead, see OutboxRelay.leads)."""
     if not messages:
         return
-    await conn.fetchrow(
-        _INSERT[notify],
-        [m.topic for m in messages],
-        [m.key for m in messages],
-        [m.value for m in messages],
-        [orjson.dumps(m.headers).decode() for m in messages],
-    )
+    await conn.fetchrow(_INSERT[notify], *rows_params(messages))
 
 
 class OutboxRelay:
