@@ -999,6 +999,7 @@ class Load:
             "generator_lag_ms": {"p50": pct(lags, 50), "p99": pct(lags, 99),
                                  "max": round(lags[-1], 1) if lags else None},
             "per_second": self.timeline(bounds["start"], bounds["end"], ("rate", "rate-warmup")),
+            "p99_ms_by_second_sent": self.p99_by_second(window_orders, bounds["start"], bounds["end"]),
         })
         lat = result["to_confirmed_ms"]
         say(f"latency: at {rate:.1f}/s POST -> confirmed p50 {lat['p50']} ms, p99 {lat['p99']} ms")
@@ -1160,6 +1161,17 @@ class Load:
                                            for k, (v, i) in cpu["context_switches"].items()},
             "machine_busy_ms_per_order": round(cpu["machine_busy_s"] * 1000 / n, 3),
         }
+
+    @staticmethod
+    def p99_by_second(orders: list[Order], start: float, end: float) -> list[float | None]:
+        """p99 of POST -> confirmed of the orders sent in each second of the window: a stall shows as
+        a few bad seconds, steady queueing as every second being high."""
+        seconds: list[list[float]] = [[] for _ in range(max(1, int(end - start)))]
+        for o in orders:
+            i = int(o.sent - start)
+            if o.status == "confirmed" and o.done is not None and 0 <= i < len(seconds):
+                seconds[i].append((o.done - o.sent) * 1000)
+        return [pct(sorted(v), 99) for v in seconds]
 
     def timeline(self, start: float, end: float, phases: tuple[str, ...]) -> list[int]:
         """Confirmations per second of the window, by their Kafka time."""
@@ -1329,6 +1341,9 @@ def print_table(f: dict[str, Any]) -> None:
             print("  where the time goes (Kafka timestamps of the messages on the way):")
             for label, d in y["hops_ms"].items():
                 print(_row(f"  {label}", d) + f"  {d['service']}")
+        if y.get("p99_ms_by_second_sent"):
+            print("  p99 (ms) of the orders sent in each second: "
+                  + " ".join("-" if v is None else f"{v:.0f}" for v in y["p99_ms_by_second_sent"]))
 
     print()
     idle = f.get("idle")
