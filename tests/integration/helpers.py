@@ -39,6 +39,19 @@ async def migrated_pool(dsn: str, migrations: Path | None, *, max_size: int = 4)
         await pool.close()
 
 
+def count_calls(monkeypatch: Any, module: Any, name: str) -> list[int]:
+    """Replaces module.name (a writer taking (conn, rows)) by one that records len(rows) of each call."""
+    calls: list[int] = []
+    original = getattr(module, name)
+
+    async def counted(conn: Any, rows: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(rows))
+        return await original(conn, rows, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
 def consumer_record(topic: str, envelope: Envelope, offset: int = 0) -> ConsumerRecord:
     """The record a consumer would get for the envelope, keyed by its order id."""
     return ConsumerRecord(topic, 0, offset, 0, 0, str(envelope.order_id).encode(),

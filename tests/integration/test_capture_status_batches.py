@@ -16,7 +16,7 @@ from oms_contracts.orders import OrderStatusChangedV1
 from oms_platform.consumer import BatchProcessor
 from order_capture import consumers
 from order_capture import repository as repo
-from tests.integration.helpers import consumer_record, migrated_pool
+from tests.integration.helpers import consumer_record, count_calls, migrated_pool
 
 pytestmark = pytest.mark.infra
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -47,14 +47,7 @@ def _record(order_id, old, new, at, offset) -> ConsumerRecord:
 
 async def test_the_latest_change_per_order_wins_and_one_statement_writes_the_batch(capture_pool, monkeypatch):
     a, b = await _order(capture_pool), await _order(capture_pool)
-    calls = []
-    apply = repo.apply_statuses
-
-    async def counted(conn, changes):
-        calls.append(len(changes))
-        return await apply(conn, changes)
-
-    monkeypatch.setattr(repo, "apply_statuses", counted)
+    calls = count_calls(monkeypatch, repo, "apply_statuses")
     processor = BatchProcessor(consumers.STATUS, capture_pool, producer="order-capture", group_id="g")
     await processor.process([
         _record(a, "pending", "confirmed", T0 + timedelta(seconds=1), 0),

@@ -20,17 +20,30 @@ from tests.support.kafka import TopicReader
 pytestmark = pytest.mark.infra
 
 
-@pytest.fixture
-async def relays(fresh_db: str, infra: Infra) -> AsyncIterator[list[OutboxRelay]]:
-    """Relays to start in a test; every one still running is stopped at its end."""
-    started: list[OutboxRelay] = []
-    yield started
-    for relay in started:
+class Relays:
+    """The relays a test starts on its database; every one still running is stopped at its end."""
+
+    def __init__(self, dsn: str, bootstrap: str):
+        self.dsn, self.bootstrap = dsn, bootstrap
+        self.running: list[OutboxRelay] = []
+
+    async def start(self, name: str, **kwargs: object) -> OutboxRelay:
+        relay = OutboxRelay(self.dsn, self.bootstrap, client_id=f"test-relay-{name}", poll_interval=0.2, **kwargs)
+        self.running.append(relay)
+        await relay.start()
+        return relay
+
+    async def stop(self, relay: OutboxRelay) -> None:
+        self.running.remove(relay)
         await relay.stop()
 
 
-def _relay(fresh_db: str, infra: Infra, name: str, **kwargs: object) -> OutboxRelay:
-    return OutboxRelay(fresh_db, infra.kafka_bootstrap, client_id=f"test-relay-{name}", poll_interval=0.2, **kwargs)
+@pytest.fixture
+async def relays(fresh_db: str, infra: Infra) -> AsyncIterator[Relays]:
+    r = Relays(fresh_db, infra.kafka_bootstrap)
+    yield r
+    for relay in list(r.running):
+        await r.stop(relay)
 
 
 @pytest.fixture
@@ -50,11 +63,9 @@ async def _all_sent(pool: asyncpg.Pool) -> bool:
 
 
 async def test_rolled_back_messages_are_never_published(
-    pool: asyncpg.Pool, fresh_db: str, infra: Infra, topic: str, reader: TopicReader, relays: list[OutboxRelay]
+    pool: asyncpg.Pool, topic: str, reader: TopicReader, relays: Relays
 ) -> None:
-    relay = _relay(fresh_db, infra, "rollback")
-    relays.append(relay)
-    await relay.start()
+    await relays.start("rollback")
     doomed, kept = uuid.uuid4(), uuid.uuid4()
 
     class Abort(Exception):
@@ -76,11 +87,9 @@ async def test_rolled_back_messages_are_never_published(
 
 
 async def test_committed_messages_are_published_with_key_and_headers_and_marked_sent(
-    pool: asyncpg.Pool, fresh_db: str, infra: Infra, topic: str, reader: TopicReader, relays: list[OutboxRelay]
+    pool: asyncpg.Pool, topic: str, reader: TopicReader, relays: Relays
 ) -> None:
-    relay = _relay(fresh_db, infra, "headers")
-    relays.append(relay)
-    await relay.start()
+    await relays.start("headers")
     order_id = uuid.uuid4()
     event = OrderCancellationRequestedV1(order_id=order_id, reason="customer asked", requested_by="ops")
 
@@ -121,12 +130,10 @@ async def test_committed_messages_are_published_with_key_and_headers_and_marked_
 
 
 async def test_each_keys_messages_arrive_in_enqueue_order(
-    pool: asyncpg.Pool, fresh_db: str, infra: Infra, topic: str, reader: TopicReader, relays: list[OutboxRelay]
+    pool: asyncpg.Pool, topic: str, reader: TopicReader, relays: Relays
 ) -> None:
     # A small batch size makes the relay go through many batches (its "more waiting" path).
-    relay = _relay(fresh_db, infra, "order", batch_size=16)
-    relays.append(relay)
-    await relay.start()
+    await relays.start("order", batch_size=16)
     orders = [uuid.uuid4() for _ in range(5)]
     sent: dict[bytes, list[int]] = defaultdict(list)
     seq = 0
@@ -151,25 +158,20 @@ async def test_each_keys_messages_arrive_in_enqueue_order(
 
 
 async def test_rows_committed_while_the_relay_was_stopped_are_published(
-    pool: asyncpg.Pool, fresh_db: str, infra: Infra, topic: str, reader: TopicReader, relays: list[OutboxRelay]
+    pool: asyncpg.Pool, topic: str, reader: TopicReader, relays: Relays
 ) -> None:
     order_id = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
         await enqueue(conn, [_message(topic, order_id, i) for i in range(3)])
 
-    relay = _relay(fresh_db, infra, "late")
-    relays.append(relay)
-    await relay.start()
+    relay = await relays.start("late")
     await reader.wait_for(lambda rs: len(rs) >= 3)
 
     # Stopped again, then more committed (no relay listens to the notification): published on restart.
-    await relay.stop()
-    relays.remove(relay)
+    await relays.stop(relay)
     async with pool.acquire() as conn, conn.transaction():
         await enqueue(conn, [_message(topic, order_id, i) for i in range(3, 5)])
-    relay = _relay(fresh_db, infra, "late2")
-    relays.append(relay)
-    await relay.start()
+    relay = await relays.start("late2")
 
     await reader.wait_for(lambda rs: len(rs) >= 5)
     await reader.drain(1.0)
@@ -178,12 +180,9 @@ async def test_rows_committed_while_the_relay_was_stopped_are_published(
 
 
 async def test_two_relays_on_one_database_one_leads_and_nothing_is_published_twice(
-    pool: asyncpg.Pool, fresh_db: str, infra: Infra, topic: str, reader: TopicReader, relays: list[OutboxRelay]
+    pool: asyncpg.Pool, topic: str, reader: TopicReader, relays: Relays
 ) -> None:
-    a, b = _relay(fresh_db, infra, "a"), _relay(fresh_db, infra, "b")
-    relays.extend([a, b])
-    await a.start()
-    await b.start()
+    a, b = await relays.start("a"), await relays.start("b")
 
     async def one_leader() -> bool:
         return a.is_leader or b.is_leader
@@ -202,8 +201,7 @@ async def test_two_relays_on_one_database_one_leads_and_nothing_is_published_twi
 
     # The leader goes away: the standby takes over and publishes what is committed next, once.
     leader, standby = (a, b) if a.is_leader else (b, a)
-    await leader.stop()
-    relays.remove(leader)
+    await relays.stop(leader)
     async with pool.acquire() as conn, conn.transaction():
         await enqueue(conn, [_message(topic, orders[0], 100 + i) for i in range(5)])
     await reader.wait_for(lambda rs: len(rs) >= 55)
@@ -215,11 +213,9 @@ async def test_two_relays_on_one_database_one_leads_and_nothing_is_published_twi
 
 
 async def test_published_rows_are_marked_together_and_when_the_relay_stops(
-    pool: asyncpg.Pool, fresh_db: str, infra: Infra, topic: str, reader: TopicReader, relays: list[OutboxRelay]
+    pool: asyncpg.Pool, topic: str, reader: TopicReader, relays: Relays
 ) -> None:
-    relay = _relay(fresh_db, infra, "marks", mark_interval=30)
-    relays.append(relay)
-    await relay.start()
+    relay = await relays.start("marks", mark_interval=30)
     order_id = uuid.uuid4()
     for i in range(3):  # three publishes, each of its own transaction
         async with pool.acquire() as conn, conn.transaction():
@@ -228,6 +224,5 @@ async def test_published_rows_are_marked_together_and_when_the_relay_stops(
     await reader.drain(0.5)
     assert len(reader.records) == 3  # published once each, though none is marked yet (reads skip them)
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 3
-    await relay.stop()
-    relays.remove(relay)
+    await relays.stop(relay)
     assert await _all_sent(pool)  # stopping marks what was published: a restart sends nothing again

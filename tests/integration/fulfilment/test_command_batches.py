@@ -19,7 +19,7 @@ from oms_contracts import new_envelope
 from oms_platform.consumer import BatchProcessor
 from oms_platform.ids import uuid7
 from tests.integration.fulfilment.support import cancel_command, create_command
-from tests.integration.helpers import consumer_record, migrated_pool, outbox_by_cause
+from tests.integration.helpers import consumer_record, count_calls, migrated_pool, outbox_by_cause
 
 pytestmark = pytest.mark.infra
 
@@ -50,14 +50,7 @@ async def _replies(pool: asyncpg.Pool) -> dict[UUID, dict]:
 async def test_a_batch_reads_its_orders_once_and_writes_its_shipments_in_one_statement(
     pool, processor, monkeypatch
 ):
-    calls: list[int] = []
-    insert = repo.insert_shipments
-
-    async def counted(conn, rows):
-        calls.append(len(rows))
-        return await insert(conn, rows)
-
-    monkeypatch.setattr(repo, "insert_shipments", counted)
+    calls = count_calls(monkeypatch, repo, "insert_shipments")
     orders = [uuid7() for _ in range(3)]
     batch = [_record(create_command(o, locations=("LIS-DC", "POR-DC")), i) for i, o in enumerate(orders)]
     await processor.process([rec for rec, _ in batch])

@@ -15,7 +15,7 @@ from inventory import consumers
 from inventory import repository as repo
 from oms_platform.consumer import BatchProcessor
 from oms_platform.ids import uuid7
-from tests.integration.helpers import consumer_record, migrated_pool, outbox_by_cause
+from tests.integration.helpers import consumer_record, count_calls, migrated_pool, outbox_by_cause
 from tests.integration.inventory.support import envelope, release_command, reserve_command, restock_command
 
 pytestmark = pytest.mark.infra
@@ -53,14 +53,7 @@ async def _reserved(pool: asyncpg.Pool, sku: str) -> int:
 async def test_a_batch_of_reservations_for_the_last_units_grants_exactly_the_stock_in_one_write(
     pool, processor, monkeypatch
 ):
-    writes: list[int] = []
-    insert = repo.insert_reservations
-
-    async def counted(conn, items):
-        writes.append(len(items))
-        return await insert(conn, items)
-
-    monkeypatch.setattr(repo, "insert_reservations", counted)
+    writes = count_calls(monkeypatch, repo, "insert_reservations")
     batch = [_record(reserve_command(uuid7(), {"HOT": 1}, "PT" if i % 2 else "ES"), i) for i in range(11)]
     await processor.process([rec for rec, _ in batch])
 

@@ -16,6 +16,13 @@ log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x0A15_0001
 
 
+def json_text(value: object) -> str:
+    """JSON as text, for jsonb that travels inside a parameter array (text[], cast to jsonb in SQL) or as
+    one document of rows (jsonb_to_recordset): the pool's codec covers single jsonb parameters only.
+    Values orjson has no form for (asyncpg's own UUID type, on ids read back) become their str."""
+    return orjson.dumps(value, default=str).decode()
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(

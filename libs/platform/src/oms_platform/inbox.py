@@ -49,5 +49,7 @@ async def claim_with_messages(
     caller must roll back (its effects were applied for an event already applied) and claim first
     instead."""
     ids = list(dict.fromkeys(event_ids))
+    if not ids and not messages:  # a batch of events this consumer has no handler for
+        return True
     row = await conn.fetchrow(_CLAIM_WITH_MESSAGES[notify], consumer, ids, *outbox.rows_params(messages))
     return row["claimed"] == len(ids)

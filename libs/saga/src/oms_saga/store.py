@@ -9,8 +9,8 @@ from datetime import datetime
 from uuid import UUID
 
 import asyncpg
-import orjson
 
+from oms_platform.db import json_text
 from oms_saga.state import Control, Note, SagaState, StepRecord, Transition
 
 COLUMNS = """saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason, data, control,
@@ -147,12 +147,8 @@ async def save_many(conn: asyncpg.Connection, writes: Iterable[Write]) -> None:
         "saga_id": w.state.saga_id, "at": at, "event_type": n.event_type, "event_id": n.event_id,
         "causation_id": n.causation_id, "disposition": n.disposition, "detail": n.detail,
     } for w in writes for at, n in w.notes]
-    await conn.execute(_SAVE, _json(sagas), _json(steps), _json(notes))
-
-
-def _json(rows: list[dict[str, object]]) -> str:
-    # UUIDs (asyncpg's own type too, for ids read back) as text, datetimes as ISO 8601 with their offset.
-    return orjson.dumps(rows, default=str).decode()
+    # Datetimes go as ISO 8601 with their offset; timestamptz in jsonb_to_recordset reads them back.
+    await conn.execute(_SAVE, json_text(sagas), json_text(steps), json_text(notes))
 
 
 async def stuck_count(conn: asyncpg.Connection, saga_type: str) -> int:

@@ -5,8 +5,8 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
 
+from oms_platform.db import json_text as _json
 from oms_platform.sql import Where
 
 COLUMNS = """shipment_id, order_id, location_id, lines, status, shipping_method, shipping_address, carrier,
@@ -72,11 +72,6 @@ async def insert_shipments(conn: asyncpg.Connection, rows: list[dict[str, Any]])
         [_json(r["shipping_address"]) for r in rows], [r["carrier"] for r in rows], [r["service"] for r in rows],
         [r["tracking_number"] for r in rows], [r["label_pdf"] for r in rows], [r["created_at"] for r in rows],
     )
-
-
-def _json(value: Any) -> str:
-    # jsonb inside arrays goes as text (cast in SQL); single jsonb parameters use the pool's codec.
-    return orjson.dumps(value).decode()
 
 
 async def cancel_open(conn: asyncpg.Connection, order_id: UUID, open_statuses: list[str]) -> list[asyncpg.Record]:

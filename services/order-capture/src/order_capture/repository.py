@@ -42,9 +42,9 @@ async def list_api_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 # One statement, one round trip, atomic: claim the Idempotency-Key; only if it was new, insert the
 # order; only if the order was inserted, write its OrderPlaced into the outbox and wake the relay
-# (through pg_notify, or with $20 false, by the caller: its own process's relay leads).
+# (through pg_notify, or, without notify, by the caller: its own process's relay leads).
 # A concurrent request with the same key waits on the key's unique index and then claims nothing.
-_PLACE_ORDER = f"""
+_PLACE_ORDER = {notify: f"""
 WITH idem AS (
     INSERT INTO idempotency_keys (channel, key, request_hash, order_id, response)
     VALUES ($2, $13, $14, $1, $15)
@@ -56,9 +56,8 @@ WITH idem AS (
     SELECT $1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9::numeric, $10, $11, $12, $12 FROM idem
     RETURNING order_id
 ), ob AS ({outbox.insert_cte("ins", 16)})
-SELECT EXISTS (SELECT 1 FROM ins) AS created,
-       (SELECT CASE WHEN $20::bool THEN {outbox.NOTIFY_SQL} END FROM ob) AS notified
-"""
+SELECT EXISTS (SELECT 1 FROM ins) AS created, {outbox.wake_sql("ob", notify)} AS notified
+""" for notify in (True, False)}
 
 
 async def place_order(
@@ -67,10 +66,10 @@ async def place_order(
 ) -> bool:
     """True when the order was created; False when the Idempotency-Key was already taken."""
     return await conn.fetchval(
-        _PLACE_ORDER,
+        _PLACE_ORDER[notify],
         o["order_id"], o["channel"], o["external_id"], o["customer"]["id"], o["customer"],
         o["shipping_address"], o["shipping_method"], o["currency"], o["total"], o["payment"], o["lines"],
-        o["created_at"], idempotency_key, request_hash, response, *outbox.cte_params(message), notify,
+        o["created_at"], idempotency_key, request_hash, response, *outbox.cte_params(message),
     )
 
 

@@ -5,16 +5,12 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
+
+from oms_platform.db import json_text as _json
 
 RESERVATION_COLUMNS = """order_id, reservation_id, status, destination_country, lines, allocations, strategy,
     reason, short, failure_reason, released, release_reason, command_event_id, correlation_id, created_at,
     updated_at"""
-
-
-def _json(value: Any) -> str:
-    # Only for jsonb inside arrays (text[] cast in SQL); single jsonb parameters go through the pool's codec.
-    return orjson.dumps(value).decode()
 
 
 @dataclass(frozen=True)
