@@ -1,0 +1,1 @@
+"""Tracking: order timelines, signed carrier scans, live status for channels and customers"""
