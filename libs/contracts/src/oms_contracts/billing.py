@@ -45,3 +45,16 @@ class InvoiceRequestedV1(Contract):
     shipment_id: UUID
     amount: Money
     currency: str
+
+
+class RefundCompletedV1(Contract):
+    """The billing system refunded a return (on oms.billing.events)."""
+
+    EVENT_TYPE: ClassVar[str] = "RefundCompleted"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    order_id: UUID
+    return_id: UUID
+    amount: Money
+    currency: str
+    reference: str

@@ -154,3 +154,18 @@ class LowStockV1(Contract):
     available: int
     threshold: int
     at: datetime
+
+
+class SkuSettingsChangedV1(Contract):
+    """An operator changed a SKU's settings (PUT /v1/skus/{sku}); other services keep their own copy
+    (returns: `returnable`). Published on oms.inventory.events; the envelope's order_id is the SKU's
+    key as for LowStock (inventory's sku_key), so one SKU's changes stay in order."""
+
+    EVENT_TYPE: ClassVar[str] = "SkuSettingsChanged"
+    EVENT_VERSION: ClassVar[int] = 1
+
+    sku: str
+    allow_backorder: bool
+    low_stock_threshold: int
+    returnable: bool
+    changed_at: datetime

@@ -4,9 +4,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from oms_contracts import billing, fulfilment, inventory, orders
+from oms_contracts import billing, fulfilment, inventory, orders, returns, tracking
 
-_MODULES = (orders, billing, inventory, fulfilment)
+_MODULES = (orders, billing, inventory, fulfilment, tracking, returns)
 
 EVENT_MODELS: dict[tuple[str, int], type[BaseModel]] = {
     (obj.EVENT_TYPE, obj.EVENT_VERSION): obj

@@ -45,3 +45,8 @@ class ServiceSettings(BaseSettings):
     # fewer commits and more (harmless, deduplicated) redelivery after a crash or rebalance.
     consumer_commit_interval_ms: int = Field(default=200, ge=0, le=10_000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # The customer's tracking page link (oms_platform.links): the tracking service checks it, the
+    # emails carry it. Change the secret in production; every service that writes or checks links
+    # must share it.
+    tracking_link_secret: str = "dev-tracking-link-secret"
+    tracking_public_url: str = "http://127.0.0.1:8004"
