@@ -68,5 +68,7 @@ def test_topic_names_of_the_contract() -> None:
     expected = {"oms.orders.events", "oms.orders.status", "oms.billing.requests", "oms.billing.events"}
     for service in ("inventory", "fulfilment", "tracking", "returns", "notification"):
         expected |= {f"oms.{service}.commands", f"oms.{service}.events"}
+    # Beyond CONTRACT.md (an addition, not a change): channel keys for the services that accept them.
+    expected.add("oms.channels.events")
     assert set(topics.ALL_TOPICS) == expected and len(topics.ALL_TOPICS) == len(expected)
     assert topics.dlq(topics.ORDERS_STATUS) == "oms.orders.status.dlq"

@@ -4,9 +4,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from oms_contracts import billing, fulfilment, inventory, orders, returns, tracking
+from oms_contracts import billing, channels, fulfilment, inventory, orders, returns, tracking
 
-_MODULES = (orders, billing, inventory, fulfilment, tracking, returns)
+_MODULES = (orders, billing, inventory, fulfilment, tracking, returns, channels)
 
 EVENT_MODELS: dict[tuple[str, int], type[BaseModel]] = {
     (obj.EVENT_TYPE, obj.EVENT_VERSION): obj

@@ -4,6 +4,8 @@ ORDERS_EVENTS = "oms.orders.events"
 ORDERS_STATUS = "oms.orders.status"
 BILLING_REQUESTS = "oms.billing.requests"
 BILLING_EVENTS = "oms.billing.events"
+# Channel API keys issued and revoked by order capture (oms_contracts.channels).
+CHANNELS_EVENTS = "oms.channels.events"
 
 PARTICIPANTS = ("inventory", "fulfilment", "tracking", "returns", "notification")
 
@@ -25,6 +27,7 @@ ALL_TOPICS: tuple[str, ...] = (
     ORDERS_STATUS,
     BILLING_REQUESTS,
     BILLING_EVENTS,
+    CHANNELS_EVENTS,
     *(commands(s) for s in PARTICIPANTS),
     *(events(s) for s in PARTICIPANTS),
 )

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from oms_contracts.topics import ORDERS_EVENTS
+from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
 from oms_platform.http import add_openapi_models
 from oms_platform.runtime import ServiceRuntime, create_app
 from order_capture import consumers
@@ -20,7 +20,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings,
         migrations=Path(__file__).parent / "migrations",
         consumers=[consumers.STATUS],
-        produces=[ORDERS_EVENTS],
+        produces=[ORDERS_EVENTS, CHANNELS_EVENTS],
     )
     keys = ApiKeys(lambda: runtime.pool, settings.api_key_cache_seconds)
     app = create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture")

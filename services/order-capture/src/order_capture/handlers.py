@@ -10,10 +10,13 @@ from uuid import UUID
 
 import asyncpg
 import orjson
+from pydantic import BaseModel
 
+from oms_contracts.channels import ChannelKeyIssuedV1, ChannelKeyRevokedV1
 from oms_contracts.orders import OrderCancellationRequestedV1, OrderPlacedV1
-from oms_contracts.topics import ORDERS_EVENTS
+from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
 from oms_platform import outbox
+from oms_platform.channel_keys import key_hash
 from oms_platform.http import ApiError
 from oms_platform.ids import uuid7
 from order_capture import repository as repo
@@ -22,14 +25,11 @@ from order_capture.domain import TERMINAL_FOR_CANCEL, OrderIn, line_view, order_
 PRODUCER = "order-capture"
 
 
-def hash_key(key: str) -> bytes:
-    # Keys are 256-bit random tokens, so a plain SHA-256 is enough (no password stretching needed).
-    return hashlib.sha256(key.encode()).digest()
-
-
 class ApiKeys:
     """Channel keys with a short per-process cache: a key checked once is not looked up again for
-    `ttl` seconds (a revoke here clears it at once; other processes see it within `ttl`)."""
+    `ttl` seconds (a revoke here clears it at once; other processes see it within `ttl`). Each issue
+    and revoke is announced on oms.channels.events in the same transaction, so the other services
+    that accept channel keys keep their copy (oms_platform.channel_keys)."""
 
     def __init__(self, get_pool: Callable[[], asyncpg.Pool], ttl: float):
         self._get_pool, self.ttl = get_pool, ttl
@@ -42,16 +42,22 @@ class ApiKeys:
     async def create(self, channel: str) -> dict[str, Any]:
         key = f"oms_{secrets.token_urlsafe(32)}"
         key_id = uuid7()
-        async with self.pool.acquire() as conn:
-            created_at = await repo.insert_api_key(conn, key_id, channel, hash_key(key))
+        digest = key_hash(key)
+        async with self.pool.acquire() as conn, conn.transaction():
+            created_at = await repo.insert_api_key(conn, key_id, channel, digest)
+            await _announce(conn, key_id, ChannelKeyIssuedV1(key_id=key_id, channel=channel, key_hash=digest.hex(),
+                                                             issued_at=created_at))
         return {"key_id": str(key_id), "channel": channel, "key": key, "created_at": created_at.isoformat()}
 
     async def revoke(self, key_id: UUID) -> bool:
-        async with self.pool.acquire() as conn:
-            key_hash = await repo.revoke_api_key(conn, key_id)
-        if key_hash is None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await repo.revoke_api_key(conn, key_id)
+            if row is not None:
+                await _announce(conn, key_id, ChannelKeyRevokedV1(key_id=key_id, channel=row["channel"],
+                                                                  revoked_at=row["revoked_at"]))
+        if row is None:
             return False
-        self._cache.pop(key_hash, None)
+        self._cache.pop(row["key_hash"], None)
         return True
 
     async def list(self) -> list[dict[str, Any]]:
@@ -59,7 +65,7 @@ class ApiKeys:
             return [dict(r) for r in await repo.list_api_keys(conn)]
 
     async def channel_of(self, key: str) -> str | None:
-        h = hash_key(key)
+        h = key_hash(key)
         now = time.monotonic()
         hit = self._cache.get(h)
         if hit and hit[0] > now:
@@ -71,6 +77,11 @@ class ApiKeys:
             self._cache.clear()
         self._cache[h] = (now + self.ttl, channel)
         return channel
+
+
+async def _announce(conn: asyncpg.Connection, key_id: UUID, event: BaseModel) -> None:
+    _, message = outbox.event_message(CHANNELS_EVENTS, event, producer=PRODUCER, order_id=key_id)
+    await outbox.enqueue(conn, [message])
 
 
 def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:

@@ -28,9 +28,10 @@ async def channel_for_key(conn: asyncpg.Connection, key_hash: bytes) -> tuple[UU
     return (row["key_id"], row["channel"]) if row else None
 
 
-async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID) -> bytes | None:
-    return await conn.fetchval(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1 RETURNING key_hash", key_id
+async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = $1
+           RETURNING key_hash, channel, revoked_at""", key_id
     )
 
 
