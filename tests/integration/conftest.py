@@ -9,7 +9,9 @@ import pytest
 
 from oms_platform import db
 from oms_platform.kafka import ensure_topics
+from oms_platform.outbox import OutboxRelay
 from tests.support.infra import Infra
+from tests.support.kafka import TopicReader
 
 
 @pytest.fixture
@@ -41,3 +43,36 @@ async def topic(infra: Infra) -> str:
     name = f"test.{uuid.uuid4().hex}"
     await ensure_topics(infra.kafka_bootstrap, [name])
     return name
+
+
+class Relays:
+    """The relays a test starts on its database; every one still running is stopped at its end."""
+
+    def __init__(self, dsn: str, bootstrap: str):
+        self.dsn, self.bootstrap = dsn, bootstrap
+        self.running: list[OutboxRelay] = []
+
+    async def start(self, name: str, **kwargs: object) -> OutboxRelay:
+        relay = OutboxRelay(self.dsn, self.bootstrap, client_id=f"test-relay-{name}", poll_interval=0.2, **kwargs)
+        self.running.append(relay)
+        await relay.start()
+        return relay
+
+    async def stop(self, relay: OutboxRelay) -> None:
+        self.running.remove(relay)
+        await relay.stop()
+
+
+@pytest.fixture
+async def relays(fresh_db: str, infra: Infra) -> AsyncIterator[Relays]:
+    r = Relays(fresh_db, infra.kafka_bootstrap)
+    yield r
+    for relay in list(r.running):
+        await r.stop(relay)
+
+
+@pytest.fixture
+async def reader(infra: Infra, topic: str) -> AsyncIterator[TopicReader]:
+    r = await TopicReader(infra.kafka_bootstrap, topic).start(from_beginning=True)
+    yield r
+    await r.stop()

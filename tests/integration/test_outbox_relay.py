@@ -3,7 +3,6 @@ published, with key = order id and their headers, in enqueue order per key, once
 
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 
 import asyncpg
 import orjson
@@ -12,45 +11,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from oms_contracts.orders import OrderCancellationRequestedV1
-from oms_platform.outbox import OutboxRelay, OutgoingMessage, enqueue, event_message
+from oms_platform.outbox import OutgoingMessage, enqueue, event_message
+from tests.integration.conftest import Relays
 from tests.integration.helpers import eventually
-from tests.support.infra import Infra
 from tests.support.kafka import TopicReader
 
 pytestmark = pytest.mark.infra
-
-
-class Relays:
-    """The relays a test starts on its database; every one still running is stopped at its end."""
-
-    def __init__(self, dsn: str, bootstrap: str):
-        self.dsn, self.bootstrap = dsn, bootstrap
-        self.running: list[OutboxRelay] = []
-
-    async def start(self, name: str, **kwargs: object) -> OutboxRelay:
-        relay = OutboxRelay(self.dsn, self.bootstrap, client_id=f"test-relay-{name}", poll_interval=0.2, **kwargs)
-        self.running.append(relay)
-        await relay.start()
-        return relay
-
-    async def stop(self, relay: OutboxRelay) -> None:
-        self.running.remove(relay)
-        await relay.stop()
-
-
-@pytest.fixture
-async def relays(fresh_db: str, infra: Infra) -> AsyncIterator[Relays]:
-    r = Relays(fresh_db, infra.kafka_bootstrap)
-    yield r
-    for relay in list(r.running):
-        await r.stop(relay)
-
-
-@pytest.fixture
-async def reader(infra: Infra, topic: str) -> AsyncIterator[TopicReader]:
-    r = await TopicReader(infra.kafka_bootstrap, topic).start(from_beginning=True)
-    yield r
-    await r.stop()
 
 
 def _message(topic: str, order_id: uuid.UUID, seq: int, **headers: str) -> OutgoingMessage:

@@ -10,6 +10,9 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 OUTBOX_PUBLISHED = Counter("oms_outbox_published_total", "Messages published by the outbox relay", ["topic"])
+OUTBOX_PARKED = Counter(
+    "oms_outbox_parked_total", "Outbox rows Kafka refused for good, parked (not retried) so later rows flow", ["topic"]
+)
 OUTBOX_LAG = Gauge("oms_outbox_unsent", "Unsent outbox rows seen by the relay's last read")
 CONSUMED = Counter("oms_consumer_messages_total", "Messages consumed", ["consumer", "outcome"])
 CONSUMER_RECLAIMED = Counter(

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kafka_errors
 from pydantic import BaseModel
 
 from oms_contracts import Envelope, new_envelope
@@ -29,6 +30,17 @@ NOTIFY_CHANNEL = "oms_outbox"
 # One relay per database publishes at a time (it holds this advisory lock); a second instance of
 # the service waits as a standby. One publisher keeps each order's messages in commit order.
 _RELAY_LOCK = 0x0A15_0002
+# Errors Kafka gives for one message that no retry can fix: the row is parked, the rest flows.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.UnsupportedForMessageFormatError,
+)
+# After a failure the relay retries quickly, never waiting more than this: it resumes within about a
+# second once PostgreSQL or Kafka is back.
+MAX_BACKOFF = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +173,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         retention_seconds: int = 3600,
+        inbox_retention_seconds: int = 7 * 86400,
         topic_prefix: str = "",
         mark_interval: float = 0.1,
     ):
@@ -170,6 +183,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retention_seconds = retention_seconds
+        self.inbox_retention_seconds = inbox_retention_seconds
         self.topic_prefix = topic_prefix  # rows hold the topics of CONTRACT.md; Kafka gets prefix + topic
         # Published rows are marked sent at most this often, in one statement (reads skip them until then).
         self.mark_interval = mark_interval
@@ -178,6 +192,8 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.is_leader = False
+        self._failing_since: float | None = None
+        self._backoff = 0.1
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -217,19 +233,27 @@ class OutboxRelay:
         return self.is_leader and not self._stopping
 
     async def _run(self) -> None:
-        backoff = 0.5
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             try:
                 await self._lead_and_relay()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox relay failed; retrying in %.1fs", backoff)
+            except Exception as exc:
                 self.is_leader = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
-            else:
-                backoff = 0.5
+                if self._failing_since is None:  # one line when a failure streak starts, one when it ends
+                    self._failing_since = loop.time()
+                    log.warning("outbox relay failing (%s: %s); retrying every %.1fs at most",
+                                type(exc).__name__, exc, MAX_BACKOFF, exc_info=True)
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+
+    def _healthy(self) -> None:
+        """The relay leads and has read the outbox: a failure streak is over, the backoff starts afresh."""
+        if self._failing_since is not None:
+            log.warning("outbox relay recovered after %.1fs", asyncio.get_running_loop().time() - self._failing_since)
+            self._failing_since = None
+        self._backoff = 0.1
 
     async def _lead_and_relay(self) -> None:
         conn = await asyncpg.connect(self.dsn)
@@ -243,10 +267,14 @@ class OutboxRelay:
             await conn.add_listener(NOTIFY_CHANNEL, self.wake)
             # Rows published but not yet marked are skipped (they are few: marks wait mark_interval at most).
             fetch = await conn.prepare(
-                "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL AND id <> ALL($2::bigint[]) "
-                "ORDER BY id LIMIT $1"
+                "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL "
+                "AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
             )
             mark = await conn.prepare("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])")
+            park = await conn.prepare(
+                "UPDATE outbox SET parked_at = now(), last_error = u.error "
+                "FROM unnest($1::bigint[], $2::text[]) AS u(id, error) WHERE outbox.id = u.id"
+            )
             loop = asyncio.get_running_loop()
             next_cleanup = loop.time() + 60
             unmarked: list[int] = []
@@ -254,12 +282,15 @@ class OutboxRelay:
             while True:
                 self._wake.clear()
                 rows = await fetch.fetch(self.batch_size, unmarked)
+                self._healthy()
                 metrics.OUTBOX_LAG.set(len(rows))
                 if rows:
-                    await self._publish(rows)
+                    parked = await self._publish(rows)
+                    if parked:
+                        await park.fetch(list(parked), list(parked.values()))
                     if not unmarked:
                         mark_due = loop.time() + self.mark_interval
-                    unmarked += [r["id"] for r in rows]
+                    unmarked += [r["id"] for r in rows if r["id"] not in parked]
                 if unmarked and (loop.time() >= mark_due or len(unmarked) >= self.batch_size or self._stopping):
                     await mark.fetch(unmarked)
                     unmarked = []
@@ -272,6 +303,7 @@ class OutboxRelay:
                         "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
                         self.retention_seconds,
                     )
+                    await prune_inbox(conn, self.inbox_retention_seconds)
                     next_cleanup = loop.time() + 60
                 timeout = max(0.0, mark_due - loop.time()) if unmarked else self.poll_interval
                 try:
@@ -282,18 +314,58 @@ class OutboxRelay:
             self.is_leader = False
             await conn.close()
 
-    async def _publish(self, rows: list[asyncpg.Record]) -> None:
+    async def _publish(self, rows: list[asyncpg.Record]) -> dict[int, str]:
+        """Publishes the rows, queueing every message first and then waiting for all acknowledgements
+        (no wait per message). Returns the rows Kafka refused for good (id -> error), to be parked;
+        any other failure raises, and the whole read is published again (same event ids)."""
         faults.crash_point("relay.before_publish")
         assert self.producer is not None
-        # Queue every message first, then wait for all acknowledgements: no wait per message.
-        futures = []
+        parked: dict[int, str] = {}
+        sent: list[tuple[asyncpg.Record, asyncio.Future]] = []
         for r in rows:
             headers = [(k, v.encode()) for k, v in r["headers"]]
-            futures.append(
-                await self.producer.send(self.topic_prefix + r["topic"], value=r["value"], key=r["key"].encode(),
-                                         headers=headers)
-            )
-        await asyncio.gather(*futures)
+            try:
+                future = await self.producer.send(
+                    self.topic_prefix + r["topic"], value=r["value"], key=r["key"].encode(), headers=headers
+                )
+            except PERMANENT_ERRORS as exc:
+                parked[r["id"]] = self._parked(r, exc)
+                continue
+            sent.append((r, future))
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        failure: BaseException | None = None
+        for (r, _), result in zip(sent, results, strict=True):
+            if isinstance(result, PERMANENT_ERRORS):
+                parked[r["id"]] = self._parked(r, result)
+            elif isinstance(result, BaseException):
+                failure = failure or result
+            else:
+                metrics.OUTBOX_PUBLISHED.labels(r["topic"]).inc()
+        if failure is not None:
+            raise failure
         faults.crash_point("relay.after_publish")
-        for r in rows:
-            metrics.OUTBOX_PUBLISHED.labels(r["topic"]).inc()
+        return parked
+
+    def _parked(self, row: asyncpg.Record, exc: BaseException) -> str:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        metrics.OUTBOX_PARKED.labels(row["topic"]).inc()
+        log.error("outbox row %d (topic %s, key %s, %d bytes) refused by Kafka for good, parked: %s",
+                  row["id"], row["topic"], row["key"], len(row["value"]), error)
+        return error
+
+
+async def prune_inbox(conn: asyncpg.Connection, retention_seconds: int, *, chunk: int = 10_000) -> int:
+    """Deletes inbox rows older than the retention, a chunk at a time (short locks). A redelivery comes
+    within seconds of the original (offsets are committed every CONSUMER_COMMIT_INTERVAL_MS), so the
+    default week is far beyond any redelivery; an older event replayed on purpose (`dlq replay`) gets a
+    new event id anyway."""
+    total = 0
+    while True:
+        status = await conn.execute(
+            "DELETE FROM inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM inbox "
+            "WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2))", retention_seconds, chunk,
+        )
+        deleted = int(status.split()[-1])
+        total += deleted
+        if deleted < chunk:
+            return total

@@ -63,11 +63,15 @@ class ServiceRuntime:
         )
         self.pool = await db.create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
         await db.migrate(self.pool, self.migrations, self.lib_migrations)
-        await kafka.ensure_topics(s.kafka_bootstrap_servers, self.topics())
+        await kafka.ensure_topics(
+            s.kafka_bootstrap_servers, self.topics(), partitions=s.kafka_topic_partitions,
+            replication_factor=s.kafka_replication_factor, min_insync_replicas=s.kafka_min_insync_replicas,
+        )
         if s.outbox_relay_enabled:
             self.relay = OutboxRelay(
                 s.database_url, s.kafka_bootstrap_servers, client_id=s.service_name, topic_prefix=s.kafka_topic_prefix,
                 batch_size=s.outbox_batch_size, poll_interval=s.outbox_poll_interval,
+                inbox_retention_seconds=int(s.inbox_retention_hours * 3600),
             )
             await self.relay.start()
         if self.consumers:

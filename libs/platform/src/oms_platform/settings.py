@@ -28,6 +28,12 @@ class ServiceSettings(BaseSettings):
     # How long the group waits for a silent member before giving its partitions to others: after a
     # crash, a restarted process consumes again within about this time.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
+    # Topics a service creates at start (when missing): every topic gets the same partition count, so
+    # topics keyed by order id are co-partitioned; replication factor and min.insync.replicas default
+    # to what the cluster can hold (3 and 2 on three brokers or more, 1 and 1 on a single broker).
+    kafka_topic_partitions: int = Field(default=3, ge=1, le=1000)
+    kafka_replication_factor: int | None = Field(default=None, ge=1, le=10)
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1, le=10)
     oms_admin_token: str | None = None
     log_level: str = "INFO"
     # Traces go to Zipkin's v2 API when set (e.g. http://127.0.0.1:9411/api/v2/spans).
@@ -37,6 +43,8 @@ class ServiceSettings(BaseSettings):
     outbox_relay_enabled: bool = True
     outbox_poll_interval: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1)
+    # Inbox rows (ids of applied events) are deleted after this long; redeliveries come within seconds.
+    inbox_retention_hours: float = Field(default=168, gt=0)
     consumer_max_records: int = Field(default=500, ge=1)
     consumer_max_attempts: int = Field(default=3, ge=1)
     # How long one consumer poll waits for a first record (it returns as soon as there is one).
