@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from oms_contracts.topics import dlq
-from oms_platform import db, kafka, telemetry
+from oms_platform import db, kafka, kafka_outages, telemetry
 from oms_platform.consumer import BatchProcessor, ConsumerSpec, subscribe
 from oms_platform.http import ORJSONResponse, PlatformMiddleware, install_error_handlers
 from oms_platform.outbox import OutboxRelay
@@ -38,6 +38,7 @@ class ServiceRuntime:
         self.consumers = list(consumers)
         self.produces = list(produces)
         self.pool: asyncpg.Pool | None = None
+        self.kafka_outages: kafka_outages.KafkaOutageLog | None = None
         self.relay: OutboxRelay | None = None
         self.broker = None
         self.processors: list[BatchProcessor] = []
@@ -61,6 +62,7 @@ class ServiceRuntime:
         telemetry.setup(
             s.service_name, log_level=s.log_level, zipkin_endpoint=s.zipkin_endpoint, sample_ratio=s.trace_sample_ratio
         )
+        self.kafka_outages = kafka_outages.install(s.kafka_bootstrap_servers)
         self.pool = await db.create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
         await db.migrate(self.pool, self.migrations, self.lib_migrations)
         await kafka.ensure_topics(
@@ -103,6 +105,8 @@ class ServiceRuntime:
             await self.relay.stop()
         if self.pool is not None:
             await self.pool.close()
+        if self.kafka_outages is not None:
+            await self.kafka_outages.stop()
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
