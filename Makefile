@@ -28,6 +28,14 @@ status: ## what is running
 	@deploy/local/infra.sh dev status
 	@deploy/local/services.sh status
 
+topics: ## Kafka topics with their partitions, and each consumer group's lag per topic
+	@deploy/local/topics.sh
+
+tail: deps ## follow a topic's messages, pretty-printed: make tail TOPIC=oms.orders.status [FROM=beginning] [MAX=n]
+	@test -n "$(TOPIC)" || { echo "usage: make tail TOPIC=oms.orders.events[,other.topic] [FROM=beginning]" >&2; exit 2; }
+	@[ -n "$$KAFKA_BOOTSTRAP" ] || eval "$$(deploy/local/infra.sh dev env)"; \
+	  export KAFKA_BOOTSTRAP; .venv/bin/python deploy/local/tail.py "$(TOPIC)" $(if $(filter beginning,$(FROM)),--from-beginning) $(if $(MAX),--max-messages $(MAX))
+
 test: deps ## the whole test suite against real Kafka and PostgreSQL
 	@$(UV) run --frozen pytest
 
@@ -40,4 +48,4 @@ bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orde
 	@OMS_ZIPKIN=0 deploy/local/infra.sh dev start
 	@$(UV) run --frozen python -m bench
 
-.PHONY: help deps up down clean status test lint bench
+.PHONY: help deps up down clean status topics tail test lint bench

@@ -6,7 +6,7 @@
 #   test - Kafka 19092, PostgreSQL 55433, data in .local/test (make test; wiped when started afresh,
 #          reused as they are when already running, since every test makes its own databases)
 # The dev profile also runs Zipkin (the trace UI, 127.0.0.1:9411) unless OMS_ZIPKIN=0.
-# Usage: infra.sh <dev|test> <start|stop|status|clean|env>
+# Usage: infra.sh <dev|test> <start|stop|status|clean|env|jars>
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PROFILE=${1:?profile dev|test}; CMD=${2:?command}
@@ -38,13 +38,20 @@ ensure_java() {
 }
 
 ensure_kafka_jars() {
-  if [ ! -f "$KAFKA_LIBS/.complete" ]; then
+  # Fetched again when kafka-pom.xml changes (its hash is the marker). Into a fresh folder swapped in
+  # at the end: a Kafka or a tool already running from the old one (another worktree's) keeps going.
+  local want; want=$(sha256sum "$ROOT/deploy/local/kafka-pom.xml" | cut -c1-16)
+  if [ "$(cat "$KAFKA_LIBS/.complete" 2>/dev/null)" != "$want" ]; then
     ensure_java
-    log "fetching Apache Kafka jars from Maven Central into .cache/kafka (first run only)"
-    rm -rf "$KAFKA_LIBS"; mkdir -p "$KAFKA_LIBS"
-    mvn -q -B -f "$ROOT/deploy/local/kafka-pom.xml" -Dmaven.repo.local="$M2" \
-      dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS"
-    touch "$KAFKA_LIBS/.complete"
+    log "fetching Apache Kafka jars from Maven Central into .cache/kafka (first run, or kafka-pom.xml changed)"
+    local tmp="$KAFKA_LIBS.new.$$"
+    rm -rf "$tmp"; mkdir -p "$tmp"
+    mvn -q -B -Dstyle.color=never -f "$ROOT/deploy/local/kafka-pom.xml" -Dmaven.repo.local="$M2" \
+      dependency:copy-dependencies -DoutputDirectory="$tmp"
+    echo "$want" > "$tmp/.complete"
+    rm -rf "$KAFKA_LIBS.old.$$"; [ -d "$KAFKA_LIBS" ] && mv "$KAFKA_LIBS" "$KAFKA_LIBS.old.$$"
+    mv -T "$tmp" "$KAFKA_LIBS" 2>/dev/null || rm -rf "$tmp"  # another run swapped its copy in first
+    rm -rf "$KAFKA_LIBS.old.$$"
   fi
 }
 
@@ -181,6 +188,7 @@ case "$CMD" in
     alive "$RUN/kafka.pid" && echo "kafka: running on $KAFKA_PORT" || echo "kafka: stopped"
     port_open "$PG_PORT" && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"
     [ "$PROFILE" = dev ] && { alive "$RUN/zipkin.pid" && echo "zipkin: running on $ZIPKIN_PORT" || echo "zipkin: stopped"; } ;;
+  jars) ensure_kafka_jars; echo "$KAFKA_LIBS" ;;  # the Kafka jars (broker and tools), fetched if missing
   clean) "$0" "$PROFILE" stop; log "removing $STATE"; rm -rf "$STATE" ;;
   env)
     echo "KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"; echo "PG_ADMIN_DSN=postgresql://$PG_SUPERUSER@127.0.0.1:$PG_PORT/postgres"
