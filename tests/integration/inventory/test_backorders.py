@@ -116,3 +116,32 @@ async def test_low_stock_is_emitted_once_per_crossing(infra, replies, put):
     await replies.command(infra.kafka_bootstrap, reserve_command(uuid7(), {sku: 10}))  # under again: 3
     await replies.reader.wait_for(lambda _: len(alerts()) == 2)
     assert [(a["available"], a["threshold"]) for a in alerts()] == [(4, 5), (3, 5)]
+
+
+async def test_each_sku_has_its_own_queue_older_backorders_of_other_skus_do_not_hide_it(
+    infra, replies, backorderable, put, db
+):
+    """More older backorders of another SKU than one scan reads (BACKORDER_SCAN_LIMIT, 1000) must not
+    keep a restock of this SKU from serving the order waiting for it."""
+    sku, loc = backorderable
+    other = unique("OTHER")
+    await db.execute(
+        """WITH o AS (
+               SELECT gen_random_uuid() AS order_id, nextval('backorder_arrival') AS seq FROM generate_series(1, 1001)
+           ), r AS (
+               INSERT INTO reservations (order_id, reservation_id, status, destination_country, lines, backorder_seq,
+                                         command_event_id, correlation_id)
+               SELECT order_id, gen_random_uuid(), 'backordered', 'PT',
+                      jsonb_build_array(jsonb_build_object('sku', $1::text, 'quantity', 1)), seq, order_id, order_id
+               FROM o RETURNING order_id
+           )
+           INSERT INTO backorder_lines (sku, order_id, quantity) SELECT $1, order_id, 1 FROM r""",
+        other,
+    )
+    waiting, got = await replies.command(infra.kafka_bootstrap, reserve_command(uuid7(), {sku: 1}))
+    assert got["event_type"] == "StockBackordered"
+    await put(f"/v1/locations/{loc}/stock/{sku}", {"on_hand": 1, "reason": "delivery"})
+    await replies.reader.wait_for(lambda _: any(e["event_type"] == "StockReserved" for e in replies.to(waiting)))
+    await db.execute(
+        "DELETE FROM reservations WHERE order_id IN (SELECT order_id FROM backorder_lines WHERE sku = $1)", other
+    )

@@ -89,7 +89,7 @@ async def serve_backorders(conn: asyncpg.Connection, skus: Iterable[str], out: O
     skus = sorted(set(skus))
     if not skus or not await repo.has_waiting(conn, skus):
         return set()
-    rows = await repo.waiting_backorders(conn, scan_limit)
+    rows = await repo.waiting_backorders(conn, skus, scan_limit)
     waiting = [
         domain.Waiting(r["order_id"], {li["sku"]: li["quantity"] for li in r["lines"]}, r["destination_country"], r)
         for r in rows

@@ -179,13 +179,16 @@ async def has_waiting(conn: asyncpg.Connection, skus: list[str]) -> bool:
     ))
 
 
-async def waiting_backorders(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """The oldest waiting backorders, in arrival order, locked."""
+async def waiting_backorders(conn: asyncpg.Connection, skus: list[str], limit: int) -> list[asyncpg.Record]:
+    """The oldest waiting backorders that wait for any of these SKUs, in arrival order, locked: each
+    SKU has its own queue, so older backorders of other SKUs never hide the ones this stock can serve."""
     return await conn.fetch(
         """SELECT order_id, reservation_id, lines, destination_country, command_event_id, correlation_id
            FROM reservations
-           WHERE status = 'backordered' ORDER BY backorder_seq LIMIT $1 FOR UPDATE""",
-        limit,
+           WHERE status = 'backordered'
+             AND order_id IN (SELECT order_id FROM backorder_lines WHERE sku = ANY($1::text[]))
+           ORDER BY backorder_seq LIMIT $2 FOR UPDATE""",
+        skus, limit,
     )
 
 
