@@ -112,3 +112,51 @@ def test_every_configured_service_has_its_project_and_migrations(name: str) -> N
         f"services/{name}/src/{module}/migrations/ is missing: each service owns its database schema, as plain "
         f"SQL files in its own package (ServiceRuntime(migrations=Path(__file__).parent / 'migrations'))"
     )
+
+
+# HTTP stays at the edge (api.py): use cases raise oms_platform.errors, and SQL lives in repositories.
+HTTP_MODULES = ("fastapi", "starlette", "oms_platform.http")
+SQL = re.compile(r"\bSELECT\b[\s\S]+\bFROM\b|\bINSERT\s+INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b")
+
+
+def _use_case_files(package: Path) -> list[Path]:
+    return sorted([*package.glob("handlers.py"), *package.glob("handlers/*.py"), *package.glob("domain.py")])
+
+
+def _http_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = [(alias.name, node.lineno) for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names]
+    names += [(node.module, node.lineno) for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module]
+    return [f"{path.relative_to(ROOT)}:{line} imports {name}" for name, line in names
+            if name.startswith(HTTP_MODULES)]
+
+
+def _sql_strings(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [f"{path.relative_to(ROOT)}:{node.lineno} has SQL" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value)]
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_use_cases_know_no_http(package: str) -> None:
+    problems = [p for f in _use_case_files(PACKAGES[package]) for p in _http_imports(f)]
+    assert not problems, (
+        "handlers and domain raise oms_platform.errors (NotFound, Conflict, InvalidTransition, RuleBroken); "
+        "oms_platform.http maps them to the error body:\n" + "\n".join(problems)
+    )
+
+
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_sql_only_in_repositories(package: str) -> None:
+    pkg = PACKAGES[package]
+    files = [*_use_case_files(pkg), *pkg.glob("api.py"), *pkg.glob("consumers.py")]
+    problems = [p for f in files for p in _sql_strings(f)]
+    assert not problems, "SQL belongs in the service's repository:\n" + "\n".join(problems)
+
+
+def test_the_sql_check_sees_statements_and_not_prose() -> None:
+    assert SQL.search("SELECT channel, status FROM orders WHERE order_id = $1")
+    assert SQL.search("UPDATE shipments SET status = 'delivered'")
+    assert not SQL.search("one UPDATE ... FROM applies one source row per target")

@@ -1,14 +1,14 @@
-"""The HTTP side every service shares: the error format of CONTRACT.md, the body size limit, request
-metrics and traces, operator authentication, and cursor pagination."""
+"""The HTTP side every service shares: the error format of CONTRACT.md (and the one place domain errors
+of oms_platform.errors become it), the body size limit, request metrics and traces, operator
+authentication, and the `limit` query parameter of lists (their paging is oms_platform.pagination)."""
 
-import base64
 import hmac
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
@@ -16,6 +16,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oms_platform import metrics, telemetry
+from oms_platform.errors import Conflict, DomainError, NotFound, RuleBroken, RuleError  # noqa: F401
+
+# DEFAULT_LIMIT and the cursor functions stay importable from here; their home is oms_platform.pagination.
+from oms_platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,8 @@ class ORJSONResponse(JSONResponse):
 
 
 class ApiError(Exception):
-    """An error answered as {"error": {"code", "message", "fields"}}."""
+    """An error of the HTTP edge itself (credentials, headers), answered as {"error": {"code", "message",
+    "fields"}}. Use cases raise oms_platform.errors instead."""
 
     def __init__(self, status: int, code: str, message: str, fields: list[dict[str, str]] | None = None,
                  headers: dict[str, str] | None = None):
@@ -77,15 +82,20 @@ def _validation_fields(exc: RequestValidationError) -> list[dict[str, str]]:
     return fields
 
 
-class RuleError(ValueError):
-    """A ValueError that names its rule, for validators (the 422 body shows `rule`)."""
+# The status of each kind of domain error (the most specific class listed first wins).
+DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = ((NotFound, 404), (Conflict, 409), (RuleBroken, 422))
 
-    def __init__(self, rule: str, message: str):
-        super().__init__(message)
-        self.rule = rule
+
+def domain_status(exc: DomainError) -> int:
+    return next((status for kind, status in DOMAIN_STATUS if isinstance(exc, kind)), 400)
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain_error(_: Request, exc: DomainError) -> ORJSONResponse:
+        fields = [v.as_dict() for v in exc.fields]
+        return ORJSONResponse(error_body(exc.code, exc.message, fields), domain_status(exc))
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> ORJSONResponse:
         return ORJSONResponse(error_body(exc.code, exc.message, exc.fields), exc.status, headers=exc.headers)
@@ -252,19 +262,5 @@ def operator_dependency(admin_token: str | None):
     return require_operator
 
 
-def encode_cursor(values: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if not cursor:
-        return None
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(value, dict):
-            raise ValueError
-        return value
-    except ValueError as exc:
-        raise field_error("cursor", "invalid_cursor", "cursor is not one this API returned") from exc
-
-
+# A list's `limit` (CONTRACT.md: lists take `limit` and `cursor`); write `limit: Limit = DEFAULT_LIMIT`.
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]

@@ -6,10 +6,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from fulfilment import repository as repo
-from fulfilment.handlers import Fulfilment, shipment_view
+from fulfilment.handlers import Fulfilment
 from oms_contracts.fulfilment import ShipmentStatus
-from oms_platform.http import decode_cursor, encode_cursor, field_error, operator_dependency
+from oms_platform.http import Limit, operator_dependency
+from oms_platform.pagination import DEFAULT_LIMIT, Page
 
 
 def build_router(service: Fulfilment, admin_token: str | None) -> APIRouter:
@@ -26,19 +26,10 @@ def build_router(service: Fulfilment, admin_token: str | None) -> APIRouter:
         status: ShipmentStatus | None = None,
         location_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         cursor: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    ) -> dict[str, Any]:
-        after = decode_cursor(cursor)
-        try:
-            after_id = UUID(after["i"]) if after else None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise field_error("cursor", "invalid_cursor", "cursor is not one this API returned") from exc
-        async with pool(request).acquire() as conn:
-            rows = await repo.list_shipments(conn, order_id=order_id, status=status, location_id=location_id,
-                                             after=after_id, limit=limit + 1)
-        items = [shipment_view(r) for r in rows[:limit]]
-        next_cursor = encode_cursor({"i": items[-1]["shipment_id"]}) if len(rows) > limit else None
-        return {"items": items, "next_cursor": next_cursor}
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page:
+        return await service.list_shipments(pool(request), order_id=order_id, status=status, location_id=location_id,
+                                            cursor=cursor, limit=limit)
 
     @router.get("/{shipment_id}")
     async def get_shipment(request: Request, shipment_id: UUID) -> dict[str, Any]:

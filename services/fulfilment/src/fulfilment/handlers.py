@@ -38,8 +38,9 @@ from oms_contracts.inventory import StockLine
 from oms_contracts.orders import Address
 from oms_contracts.topics import events
 from oms_platform import outbox
-from oms_platform.http import ApiError
+from oms_platform.errors import Conflict, InvalidTransition, NotFound, Violation
 from oms_platform.ids import uuid7
+from oms_platform.pagination import Keyset, Page
 
 log = logging.getLogger(__name__)
 EVENTS = events("fulfilment")
@@ -54,6 +55,10 @@ def shipment_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "created_at": r["created_at"].isoformat(), "updated_at": r["updated_at"].isoformat(),
         "dispatched_at": r["dispatched_at"].isoformat() if r["dispatched_at"] else None,
     }
+
+
+# Oldest first, after the last shipment id of a page.
+SHIPMENTS = Keyset(key=lambda r: {"i": str(r["shipment_id"])}, parse=lambda v: UUID(v["i"]))
 
 
 def _info(row: asyncpg.Record | dict[str, Any]) -> ShipmentInfo:
@@ -166,16 +171,14 @@ class Fulfilment:
             if row is None:
                 current = await repo.get(conn, shipment_id)
                 if current is None:
-                    raise ApiError(404, "not_found", f"shipment {shipment_id} not found")
+                    raise NotFound(f"shipment {shipment_id} not found")
                 try:
                     next_status(action, current["status"])
                 except TransitionRefused as refused:
-                    raise ApiError(409, "invalid_transition", str(refused), [{
-                        "field": "status", "rule": f"must_be_{refused.needed}",
-                        "message": f"current status is {refused.current}",
-                    }]) from None
+                    raise InvalidTransition(str(refused), [Violation(
+                        "status", f"must_be_{refused.needed}", f"current status is {refused.current}")]) from None
                 # The status moved on between the two statements: report what it is now.
-                raise ApiError(409, "invalid_transition", f"shipment {shipment_id} is {current['status']}")
+                raise InvalidTransition(f"shipment {shipment_id} is {current['status']}")
             await outbox.enqueue(conn, [self._transition_message(row, expected, new, now)])
         return shipment_view(row)
 
@@ -196,11 +199,19 @@ class Fulfilment:
 
     # --- reads ------------------------------------------------------------------------------------
 
+    async def list_shipments(self, pool: asyncpg.Pool, *, order_id: UUID | None, status: str | None,
+                             location_id: str | None, cursor: str | None, limit: int) -> Page:
+        after = SHIPMENTS.after(cursor)
+        async with pool.acquire() as conn:
+            rows = await repo.list_shipments(conn, order_id=order_id, status=status, location_id=location_id,
+                                             after=after, limit=limit + 1)
+        return SHIPMENTS.page(rows, limit, shipment_view)
+
     async def get(self, pool: asyncpg.Pool, shipment_id: UUID) -> dict[str, Any]:
         async with pool.acquire() as conn:
             row = await repo.get(conn, shipment_id)
         if row is None:
-            raise ApiError(404, "not_found", f"shipment {shipment_id} not found")
+            raise NotFound(f"shipment {shipment_id} not found")
         return shipment_view(row)
 
     async def label(self, pool: asyncpg.Pool, shipment_id: UUID) -> tuple[bytes, str]:
@@ -209,9 +220,9 @@ class Fulfilment:
             row = await repo.get(conn, shipment_id)
             stored = await repo.stored_label(conn, shipment_id) if row is not None else None
         if row is None:
-            raise ApiError(404, "not_found", f"shipment {shipment_id} not found")
+            raise NotFound(f"shipment {shipment_id} not found")
         if row["status"] == "cancelled":
-            raise ApiError(409, "shipment_cancelled", f"shipment {shipment_id} is cancelled; its label is void")
+            raise Conflict(f"shipment {shipment_id} is cancelled; its label is void", code="shipment_cancelled")
         if stored is not None:
             return stored, row["tracking_number"]
         data = LabelData(

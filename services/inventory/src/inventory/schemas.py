@@ -5,7 +5,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from inventory.countries import ISO_ALPHA2
-from oms_platform.http import RuleError
+from oms_platform.errors import RuleError
 
 MAX_UNITS = 1_000_000_000  # stays inside PostgreSQL's integer
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"

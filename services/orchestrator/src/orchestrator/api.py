@@ -3,9 +3,10 @@
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 
-from oms_platform.http import decode_cursor, encode_cursor, field_error, operator_dependency
+from oms_platform.http import Limit, operator_dependency
+from oms_platform.pagination import DEFAULT_LIMIT, Page
 from orchestrator import handlers
 from orchestrator.domain import SAGA_TYPE
 
@@ -32,15 +33,9 @@ def build_router(admin_token: str | None) -> APIRouter:
         stuck: bool | None = None,
         saga_type: str | None = None,
         cursor: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    ) -> dict[str, Any]:
-        after = decode_cursor(cursor)
-        try:
-            before = UUID(after["i"]) if after else None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise field_error("cursor", "invalid_cursor", "cursor is not one this API returned") from exc
-        items, last = await handlers.list_sagas(pool(request), saga_type=saga_type, state=state, stuck=stuck,
-                                                before=before, limit=limit)
-        return {"items": items, "next_cursor": encode_cursor({"i": str(last)}) if last else None}
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page:
+        return await handlers.list_sagas(pool(request), saga_type=saga_type, state=state, stuck=stuck,
+                                         cursor=cursor, limit=limit)
 
     return router

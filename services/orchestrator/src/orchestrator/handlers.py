@@ -7,7 +7,8 @@ import asyncpg
 
 from oms_contracts.orders import OrderPlacedV1
 from oms_platform.consumer import MessageContext
-from oms_platform.http import ApiError
+from oms_platform.errors import NotFound
+from oms_platform.pagination import Keyset, Page
 from oms_saga.runner import SagaRunner
 from orchestrator import repository as repo
 from orchestrator.domain import initial_data
@@ -27,18 +28,22 @@ async def get_saga(pool: asyncpg.Pool, saga_type: str, order_id: UUID) -> dict[s
     async with pool.acquire() as conn:
         row = await repo.saga_by_order(conn, saga_type, order_id)
         if row is None:
-            raise ApiError(404, "not_found", f"no {saga_type} saga for order {order_id}")
+            raise NotFound(f"no {saga_type} saga for order {order_id}")
         steps = await repo.steps(conn, row["saga_id"])
         notes = await repo.notes(conn, row["saga_id"])
     return {**dict(row), "steps": [dict(s) for s in steps], "ignored_messages": [dict(n) for n in notes]}
 
 
+# Newest first, before the last saga id of a page.
+SAGAS = Keyset(key=lambda r: {"i": str(r["saga_id"])}, parse=lambda v: UUID(v["i"]))
+
+
 async def list_sagas(
-    pool: asyncpg.Pool, *, saga_type: str | None, state: str | None, stuck: bool | None, before: UUID | None,
+    pool: asyncpg.Pool, *, saga_type: str | None, state: str | None, stuck: bool | None, cursor: str | None,
     limit: int,
-) -> tuple[list[dict[str, Any]], UUID | None]:
+) -> Page:
+    before = SAGAS.after(cursor)
     async with pool.acquire() as conn:
         rows = await repo.list_sagas(conn, saga_type=saga_type, state=state, stuck=stuck, before=before,
                                      limit=limit + 1)
-    items = [dict(r) for r in rows[:limit]]
-    return items, (rows[limit - 1]["saga_id"] if len(rows) > limit else None)
+    return SAGAS.page(rows, limit, dict)

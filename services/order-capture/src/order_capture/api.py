@@ -13,18 +13,17 @@ from pydantic import BaseModel, Field
 from oms_contracts.orders import OrderStatus
 from oms_platform.http import (
     ApiError,
+    Limit,
     ORJSONResponse,
     bearer_token,
-    decode_cursor,
-    encode_cursor,
     field_error,
     json_body_openapi,
     parse_json_body,
     unauthorized,
 )
+from oms_platform.pagination import DEFAULT_LIMIT, Page, single_page
 from order_capture import handlers
-from order_capture import repository as repo
-from order_capture.domain import CancelIn, OrderIn, business_rule_errors
+from order_capture.domain import CancelIn, OrderIn
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 # Query strings reach PostgreSQL as text, which cannot hold NUL; no filter value has control characters.
@@ -79,13 +78,12 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         return await api_keys.create(body.channel)
 
     @router.get("/v1/admin/api-keys", tags=["admin"])
-    async def list_api_keys(_: OperatorDep) -> dict[str, Any]:
-        return {"items": await api_keys.list(), "next_cursor": None}
+    async def list_api_keys(_: OperatorDep) -> Page:
+        return single_page(await api_keys.list())
 
     @router.delete("/v1/admin/api-keys/{key_id}", status_code=204, tags=["admin"])
     async def revoke_api_key(key_id: UUID, _: OperatorDep) -> Response:
-        if not await api_keys.revoke(key_id):
-            raise ApiError(404, "not_found", f"API key {key_id} not found")
+        await api_keys.revoke(key_id)
         return Response(status_code=204)
 
     # The hot path: body and headers are read directly (no FastAPI dependency solving per request);
@@ -106,10 +104,6 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         if order.channel != who.channel:
             raise ApiError(403, "forbidden", f"this API key belongs to channel {who.channel}, not {order.channel}",
                            [{"field": "channel", "rule": "matches_api_key", "message": f"must be {who.channel}"}])
-        errors = business_rule_errors(order)
-        if errors:
-            summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-            raise ApiError(422, "validation_failed", f"invalid request: {summary}", errors)
         view = await handlers.place_order(pool(request), order, idempotency_key, request.app.state.runtime.relay)
         return ORJSONResponse(view, 201, headers={"Location": f"/v1/orders/{view['order_id']}"})
 
@@ -127,28 +121,16 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         created_to: datetime | None = None,
         channel: Annotated[str | None, Query(max_length=32, pattern=_NO_CONTROL)] = None,
         cursor: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    ) -> dict[str, Any]:
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> Page:
         if who.channel is not None:
             if channel not in (None, who.channel):
                 raise ApiError(403, "forbidden", f"this API key can only read channel {who.channel}")
             channel = who.channel
-        after = decode_cursor(cursor)
-        try:
-            after_key = (datetime.fromisoformat(after["c"]), UUID(after["i"])) if after else None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise field_error("cursor", "invalid_cursor", "cursor is not one this API returned") from exc
-        async with pool(request).acquire() as conn:
-            rows = await repo.list_orders(
-                conn, channel=channel, status=status, customer_id=customer_id, created_from=created_from,
-                created_to=created_to, after=after_key, limit=limit + 1,
-            )
-        items = [handlers.order_view(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor({"c": last["created_at"].isoformat(), "i": str(last["order_id"])})
-        return {"items": items, "next_cursor": next_cursor}
+        return await handlers.list_orders(
+            pool(request), channel=channel, status=status, customer_id=customer_id, created_from=created_from,
+            created_to=created_to, cursor=cursor, limit=limit,
+        )
 
     @router.post("/v1/orders/{order_id}/cancel", status_code=202, tags=["orders"])
     async def cancel_order(request: Request, order_id: UUID, body: CancelIn, who: CallerDep) -> dict[str, Any]:

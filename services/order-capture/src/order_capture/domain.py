@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.networks import validate_email
 from pydantic_core import PydanticCustomError
 
-from oms_platform.http import RuleError
+from oms_platform.errors import RuleError, Violation
 
 CENT = Decimal("0.01")
 MAX_LINES = 500
@@ -152,19 +152,19 @@ def order_total(lines: list[LineIn]) -> Decimal:
     return sum((line.unit_price * line.quantity for line in lines), Decimal("0")).quantize(CENT)
 
 
-def business_rule_errors(order: OrderIn) -> list[dict[str, str]]:
+def business_rule_errors(order: OrderIn) -> list[Violation]:
     """Rules across fields; each names the field it is about."""
-    errors: list[dict[str, str]] = []
+    errors: list[Violation] = []
     seen: dict[str, int] = {}
     for i, line in enumerate(order.lines):
         if line.sku in seen:
-            errors.append({"field": f"lines[{i}].sku", "rule": "unique_sku",
-                           "message": f"SKU {line.sku} already appears in lines[{seen[line.sku]}]"})
+            errors.append(Violation(f"lines[{i}].sku", "unique_sku",
+                                    f"SKU {line.sku} already appears in lines[{seen[line.sku]}]"))
         seen.setdefault(line.sku, i)
     total = order_total(order.lines)
     if order.payment.amount != total:
-        errors.append({"field": "payment.amount", "rule": "equals_total",
-                       "message": f"must equal the order total {total} (sum of quantity x unit_price)"})
+        errors.append(Violation("payment.amount", "equals_total",
+                                f"must equal the order total {total} (sum of quantity x unit_price)"))
     return errors
 
 

@@ -17,10 +17,11 @@ from oms_contracts.orders import OrderCancellationRequestedV1, OrderPlacedV1
 from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
 from oms_platform import outbox
 from oms_platform.channel_keys import key_hash
-from oms_platform.http import ApiError
+from oms_platform.errors import Conflict, NotFound, RuleBroken, Violation
 from oms_platform.ids import uuid7
+from oms_platform.pagination import Keyset, Page
 from order_capture import repository as repo
-from order_capture.domain import TERMINAL_FOR_CANCEL, OrderIn, line_view, order_total
+from order_capture.domain import TERMINAL_FOR_CANCEL, OrderIn, business_rule_errors, line_view, order_total
 
 PRODUCER = "order-capture"
 
@@ -49,16 +50,14 @@ class ApiKeys:
                                                              issued_at=created_at))
         return {"key_id": str(key_id), "channel": channel, "key": key, "created_at": created_at.isoformat()}
 
-    async def revoke(self, key_id: UUID) -> bool:
+    async def revoke(self, key_id: UUID) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await repo.revoke_api_key(conn, key_id)
-            if row is not None:
-                await _announce(conn, key_id, ChannelKeyRevokedV1(key_id=key_id, channel=row["channel"],
-                                                                  revoked_at=row["revoked_at"]))
-        if row is None:
-            return False
+            if row is None:
+                raise NotFound(f"API key {key_id} not found")
+            await _announce(conn, key_id, ChannelKeyRevokedV1(key_id=key_id, channel=row["channel"],
+                                                              revoked_at=row["revoked_at"]))
         self._cache.pop(row["key_hash"], None)
-        return True
 
     async def list(self) -> list[dict[str, Any]]:
         async with self.pool.acquire() as conn:
@@ -98,6 +97,9 @@ async def place_order(
 ) -> dict[str, Any]:
     """Stores the order, its idempotency key and its OrderPlaced event in one statement. A repeat of
     the same key and body returns the first response; a different body with the key is a conflict."""
+    errors = business_rule_errors(order)
+    if errors:
+        raise RuleBroken.of(errors)
     body = order.model_dump(mode="json")
     digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
     order_id = uuid7()
@@ -130,20 +132,19 @@ async def place_order(
             if exc.constraint_name != "orders_channel_external_id":
                 raise
             existing = await repo.order_id_by_external_id(conn, order.channel, order.external_id)
-            raise ApiError(
-                409, "duplicate_external_id",
+            raise Conflict(
                 f"channel {order.channel} already has an order with external_id {order.external_id}: {existing}",
-                [{"field": "external_id", "rule": "unique_per_channel", "message": f"existing order {existing}"}],
+                [Violation("external_id", "unique_per_channel", f"existing order {existing}")],
+                code="duplicate_external_id",
             ) from exc
         first = await repo.get_idempotency_key(conn, order.channel, idempotency_key)
     if first is None:  # pragma: no cover - the key was seen a statement ago
-        raise ApiError(409, "idempotency_conflict", "retry the request")
+        raise Conflict("retry the request", code="idempotency_conflict")
     if first["request_hash"] != digest:
-        raise ApiError(
-            409, "idempotency_key_reused",
+        raise Conflict(
             "this Idempotency-Key was used with a different request body",
-            [{"field": "Idempotency-Key", "rule": "same_body_for_same_key",
-              "message": f"already used for order {first['order_id']}"}],
+            [Violation("Idempotency-Key", "same_body_for_same_key", f"already used for order {first['order_id']}")],
+            code="idempotency_key_reused",
         )
     return first["response"]
 
@@ -153,19 +154,37 @@ async def get_order(pool: asyncpg.Pool, order_id: UUID, channel: str | None) -> 
         row = await repo.get_order(conn, order_id)
     # Another channel's order is answered as not found, so order ids do not leak across channels.
     if row is None or (channel is not None and row["channel"] != channel):
-        raise ApiError(404, "not_found", f"order {order_id} not found")
+        raise NotFound(f"order {order_id} not found")
     return order_view(row)
+
+
+# Newest first: (created_at, order_id) of the last order of a page.
+ORDERS = Keyset(key=lambda r: {"c": r["created_at"].isoformat(), "i": str(r["order_id"])},
+                parse=lambda v: (datetime.fromisoformat(v["c"]), UUID(v["i"])))
+
+
+async def list_orders(
+    pool: asyncpg.Pool, *, channel: str | None, status: str | None, customer_id: str | None,
+    created_from: datetime | None, created_to: datetime | None, cursor: str | None, limit: int,
+) -> Page:
+    after = ORDERS.after(cursor)
+    async with pool.acquire() as conn:
+        rows = await repo.list_orders(
+            conn, channel=channel, status=status, customer_id=customer_id, created_from=created_from,
+            created_to=created_to, after=after, limit=limit + 1,
+        )
+    return ORDERS.page(rows, limit, order_view)
 
 
 async def request_cancellation(
     pool: asyncpg.Pool, order_id: UUID, reason: str, channel: str | None, requested_by: str
 ) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow("SELECT channel, status FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
+        row = await repo.lock_order(conn, order_id)
         if row is None or (channel is not None and row["channel"] != channel):
-            raise ApiError(404, "not_found", f"order {order_id} not found")
+            raise NotFound(f"order {order_id} not found")
         if row["status"] in TERMINAL_FOR_CANCEL:
-            raise ApiError(409, "not_cancellable", f"order {order_id} is already {row['status']}")
+            raise Conflict(f"order {order_id} is already {row['status']}", code="not_cancellable")
         event = OrderCancellationRequestedV1(order_id=order_id, reason=reason, requested_by=requested_by)
         _, message = outbox.event_message(ORDERS_EVENTS, event, producer=PRODUCER, order_id=order_id)
         await outbox.enqueue(conn, [message])

@@ -91,6 +91,11 @@ async def get_order(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record 
     return await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1", order_id)
 
 
+async def lock_order(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
+    """The order's channel and status, its row locked until the transaction ends."""
+    return await conn.fetchrow("SELECT channel, status FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
+
+
 async def list_orders(
     conn: asyncpg.Connection,
     *,

@@ -8,7 +8,8 @@ import asyncpg
 from inventory import repository as repo
 from inventory.handlers.effects import Cause, Outgoing, alert_low_stock, serve_backorders
 from oms_platform import outbox
-from oms_platform.http import ApiError
+from oms_platform.errors import Conflict, NotFound, Violation
+from oms_platform.pagination import Keyset, Page, of_type
 
 SKU_DEFAULTS = {"allow_backorder": False, "low_stock_threshold": 0, "returnable": True}
 
@@ -24,6 +25,26 @@ def location_view(r: asyncpg.Record) -> dict[str, Any]:
 
 def stock_figures(on_hand: int, reserved: int) -> dict[str, int]:
     return {"on_hand": on_hand, "reserved": reserved, "available": on_hand - reserved}
+
+
+# Locations by id; stock movements newest first.
+LOCATIONS = Keyset(key=lambda r: {"l": r["location_id"]}, parse=lambda v: of_type(v["l"], str))
+MOVEMENTS = Keyset(key=lambda r: {"m": r["movement_id"]}, parse=lambda v: of_type(v["m"], int))
+
+
+async def list_locations(pool: asyncpg.Pool, *, cursor: str | None, limit: int) -> Page:
+    after = LOCATIONS.after(cursor)
+    async with pool.acquire() as conn:
+        rows = await repo.list_locations(conn, after, limit + 1)
+    return LOCATIONS.page(rows, limit, location_view)
+
+
+async def list_movements(pool: asyncpg.Pool, sku: str, location_id: str | None, *, cursor: str | None,
+                         limit: int) -> Page:
+    before = MOVEMENTS.after(cursor)
+    async with pool.acquire() as conn:
+        rows = await repo.movements(conn, sku, location_id, before, limit + 1)
+    return MOVEMENTS.page(rows, limit, movement_view)
 
 
 async def put_location(pool: asyncpg.Pool, location_id: str, name: str, country: str) -> tuple[dict, bool]:
@@ -57,7 +78,7 @@ async def set_stock(pool: asyncpg.Pool, location_id: str, sku: str, on_hand: int
     out = Outgoing(producer)
     async with pool.acquire() as conn:
         if not await repo.location_exists(conn, location_id):
-            raise ApiError(404, "not_found", f"location {location_id} not found")
+            raise NotFound(f"location {location_id} not found")
         async with conn.transaction():
             await repo.lock_inventory(conn)
             rows = await repo.lock_stock(conn, [sku], location_id)
@@ -65,9 +86,9 @@ async def set_stock(pool: asyncpg.Pool, location_id: str, sku: str, on_hand: int
             if on_hand < before["reserved"]:
                 message = (f"{before['reserved']} units of {sku} are reserved at {location_id}; "
                            f"on_hand cannot go below that")
-                raise ApiError(409, "below_reserved", message, [
-                    {"field": "on_hand", "rule": "not_below_reserved",
-                     "message": f"must be at least {before['reserved']} (reserved at {location_id})"}])
+                floor = Violation("on_hand", "not_below_reserved",
+                                  f"must be at least {before['reserved']} (reserved at {location_id})")
+                raise Conflict(message, [floor], code="below_reserved")
             r = await repo.set_on_hand(conn, sku, location_id, on_hand, on_hand - before["on_hand"], reason)
             taken = await serve_backorders(conn, [sku], out, scan_limit) if on_hand > before["on_hand"] else set()
             await alert_low_stock(conn, {sku} | taken, out, Cause())
@@ -80,7 +101,7 @@ async def stock_view(pool: asyncpg.Pool, sku: str) -> dict[str, Any]:
     async with pool.acquire() as conn:
         rows = await repo.stock_of(conn, sku)
         if not rows and not await repo.sku_known(conn, sku):
-            raise ApiError(404, "not_found", f"SKU {sku} has no stock and no settings")
+            raise NotFound(f"SKU {sku} has no stock and no settings")
     locations = [{"location_id": r["location_id"], **stock_figures(r["on_hand"], r["reserved"])} for r in rows]
     totals = stock_figures(sum(r["on_hand"] for r in rows), sum(r["reserved"] for r in rows))
     return {"sku": sku, **totals, "locations": locations}
@@ -95,7 +116,7 @@ async def reservation_view(pool: asyncpg.Pool, order_id: UUID) -> dict[str, Any]
     async with pool.acquire() as conn:
         r = await repo.get_reservation(conn, order_id)
     if r is None:
-        raise ApiError(404, "not_found", f"no reservation for order {order_id}")
+        raise NotFound(f"no reservation for order {order_id}")
     return {
         "order_id": str(r["order_id"]), "reservation_id": str(r["reservation_id"]), "status": r["status"],
         "destination_country": r["destination_country"] or None, "lines": r["lines"],
