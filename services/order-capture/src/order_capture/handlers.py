@@ -3,6 +3,7 @@
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,41 @@ from order_capture.domain import TERMINAL_FOR_CANCEL, OrderIn, business_rule_err
 PRODUCER = "order-capture"
 
 
+class KeyCache:
+    """Which channel a key belongs to, remembered for `ttl` seconds: live keys in one LRU, unknown keys
+    in a smaller one of their own, so a flood of random tokens cannot push live keys out. A lookup that
+    started before a revoke does not store what it read (it may be the revoked key), so a revoke here is
+    effective at once in this process."""
+
+    def __init__(self, ttl: float, *, size: int = 10_000, unknown_size: int = 1_000):
+        self.ttl, self.size, self.unknown_size = ttl, size, unknown_size
+        self._known: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
+        self._unknown: OrderedDict[bytes, float] = OrderedDict()
+        self.revocations = 0  # bumped by every revoke: a fill that began before one is dropped
+
+    def get(self, digest: bytes, now: float) -> tuple[bool, str | None]:
+        """(hit, channel): hit False means ask the database."""
+        if (known := self._known.get(digest)) is not None and known[0] > now:
+            self._known.move_to_end(digest)
+            return True, known[1]
+        if (until := self._unknown.get(digest)) is not None and until > now:
+            return True, None
+        return False, None
+
+    def put(self, digest: bytes, channel: str | None, now: float, began_at_revocation: int) -> None:
+        if began_at_revocation != self.revocations:
+            return
+        table: OrderedDict = self._known if channel is not None else self._unknown
+        table[digest] = (now + self.ttl, channel) if channel is not None else now + self.ttl
+        table.move_to_end(digest)
+        while len(table) > (self.size if channel is not None else self.unknown_size):
+            table.popitem(last=False)
+
+    def revoke(self, digest: bytes) -> None:
+        self.revocations += 1
+        self._known.pop(digest, None)
+
+
 class ApiKeys:
     """Channel keys with a short per-process cache: a key checked once is not looked up again for
     `ttl` seconds (a revoke here clears it at once; other processes see it within `ttl`). Each issue
@@ -33,8 +69,8 @@ class ApiKeys:
     that accept channel keys keep their copy (oms_platform.channel_keys)."""
 
     def __init__(self, get_pool: Callable[[], asyncpg.Pool], ttl: float):
-        self._get_pool, self.ttl = get_pool, ttl
-        self._cache: dict[bytes, tuple[float, str | None]] = {}
+        self._get_pool = get_pool
+        self.cache = KeyCache(ttl)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -57,24 +93,21 @@ class ApiKeys:
                 raise NotFound(f"API key {key_id} not found")
             await _announce(conn, key_id, ChannelKeyRevokedV1(key_id=key_id, channel=row["channel"],
                                                               revoked_at=row["revoked_at"]))
-        self._cache.pop(row["key_hash"], None)
+        self.cache.revoke(row["key_hash"])
 
     async def list(self) -> list[dict[str, Any]]:
         async with self.pool.acquire() as conn:
             return [dict(r) for r in await repo.list_api_keys(conn)]
 
     async def channel_of(self, key: str) -> str | None:
-        h = key_hash(key)
-        now = time.monotonic()
-        hit = self._cache.get(h)
-        if hit and hit[0] > now:
-            return hit[1]
+        digest, began = key_hash(key), self.cache.revocations
+        hit, channel = self.cache.get(digest, time.monotonic())
+        if hit:
+            return channel
         async with self.pool.acquire() as conn:
-            found = await repo.channel_for_key(conn, h)
+            found = await repo.channel_for_key(conn, digest)
         channel = found[1] if found else None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[h] = (now + self.ttl, channel)
+        self.cache.put(digest, channel, time.monotonic(), began)
         return channel
 
 
