@@ -229,3 +229,18 @@ async def test_unreadable_status_messages_go_to_the_dead_letter_topic(cap, web):
         assert got["status_reason"] == "waiting for stock"
     finally:
         await dead.stop()
+
+
+async def test_a_repeated_cancel_is_announced_once(cap, web, reader):
+    order = await placed_and_announced(cap, web, reader)
+    oid = order["order_id"]
+    answers = []
+    for reason in ("first", "second", "third"):
+        resp = await cap.http.post(f"{cap.url}/v1/orders/{oid}/cancel", json={"reason": reason}, headers=web.auth)
+        assert resp.status_code == 202, resp.text
+        answers.append(resp.json())
+    assert [a["cancellation"] for a in answers] == ["requested", "already_requested", "already_requested"]
+    assert answers[2]["reason"] == "first"
+    await reader.wait_for(has_event(oid, "OrderCancellationRequested"), timeout=30)
+    await reader.drain(1.5)
+    assert [e["event_type"] for e in envelopes_for(reader, oid)] == ["OrderPlaced", "OrderCancellationRequested"]

@@ -218,7 +218,12 @@ async def request_cancellation(
             raise NotFound(f"order {order_id} not found")
         if row["status"] in TERMINAL_FOR_CANCEL:
             raise Conflict(f"order {order_id} is already {row['status']}", code="not_cancellable")
+        if row["cancel_requested_at"] is not None:
+            # Asked before and the saga has not ended the order yet: the first request stands, once.
+            return {"order_id": str(order_id), "status": row["status"], "cancellation": "already_requested",
+                    "reason": row["cancel_reason"], "requested_at": row["cancel_requested_at"].isoformat()}
         event = OrderCancellationRequestedV1(order_id=order_id, reason=reason, requested_by=requested_by)
         _, message = outbox.event_message(ORDERS_EVENTS, event, producer=PRODUCER, order_id=order_id)
+        await repo.mark_cancel_requested(conn, order_id, reason)
         await outbox.enqueue(conn, [message])
     return {"order_id": str(order_id), "status": row["status"], "cancellation": "requested", "reason": reason}

@@ -92,8 +92,17 @@ async def get_order(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record 
 
 
 async def lock_order(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
-    """The order's channel and status, its row locked until the transaction ends."""
-    return await conn.fetchrow("SELECT channel, status FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
+    """The order's channel, status and pending cancellation, its row locked until the transaction ends."""
+    return await conn.fetchrow(
+        "SELECT channel, status, cancel_requested_at, cancel_reason FROM orders WHERE order_id = $1 FOR UPDATE",
+        order_id,
+    )
+
+
+async def mark_cancel_requested(conn: asyncpg.Connection, order_id: UUID, reason: str) -> None:
+    await conn.execute(
+        "UPDATE orders SET cancel_requested_at = now(), cancel_reason = $2 WHERE order_id = $1", order_id, reason
+    )
 
 
 async def list_orders(
