@@ -35,7 +35,7 @@ def test_the_consumer_reads_every_event_the_saga_awaits():
     assert set(spec.handlers) == {
         "OrderPlaced", "OrderCancellationRequested", "StockReserved", "StockBackordered", "StockReservationFailed",
         "StockReleased", "PaymentConfirmed", "ShipmentsCreated", "ShipmentCreationFailed", "ShipmentsCancelled",
-        "ShipmentCancellationRefused", "ShipmentDispatched", "ShipmentDelivered",
+        "ShipmentCancellationRefused", "ShipmentDispatched", "ShipmentDelivered", "ShipmentDeliveryFailed",
     }
 
 

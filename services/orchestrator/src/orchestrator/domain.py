@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from oms_contracts import billing, fulfilment, inventory, orders
+from oms_contracts import billing, fulfilment, inventory, orders, tracking
 from oms_contracts.topics import BILLING_REQUESTS, ORDERS_STATUS, commands
 from oms_saga.definition import (
     Command,
@@ -171,6 +171,19 @@ def on_delivered(v: SagaView, e: fulfilment.ShipmentDeliveredV1) -> Outcome:
     return success(status="delivered", detail=detail) if known <= set(v.data["delivered"]) else wait(detail=detail)
 
 
+def on_delivery_failed(v: SagaView, e: tracking.ShipmentDeliveryFailedV1) -> Outcome:
+    """delivery_failed: recorded, and the saga keeps waiting (carriers try again or hold the parcel
+    for pickup; the delivery deadline still runs). returned_to_sender: the parcel will not reach the
+    customer, so an operator decides (reship, refund, contact the customer): the saga is flagged."""
+    sid, known = str(e.shipment_id), {s["shipment_id"] for s in v.data["shipments"]}
+    if sid not in known or sid in v.data["delivered"]:
+        return ignore(f"shipment {sid} already delivered or not this order's")
+    reason = f": {e.reason}" if e.reason else ""
+    if e.status == "returned_to_sender":
+        return stuck(f"shipment {sid} returned to sender{reason}")
+    return wait(detail=f"ShipmentDeliveryFailed {sid}{reason}")
+
+
 def on_shipment_cancellation_refused(v: SagaView, e: fulfilment.ShipmentCancellationRefusedV1) -> Outcome:
     """A shipment left before the cancellation reached fulfilment: the order goes on."""
     if v.end is not None and v.end.state == "cancelled" and v.data["shipments"]:
@@ -214,7 +227,7 @@ def order_saga(d: Deadlines = Deadlines(), *, producer: str = PRODUCER) -> Saga:
     return Saga(
         name=SAGA_TYPE, producer=producer, status_event=status_event, initial_status="pending",
         cancel_on=frozenset({"OrderCancellationRequested"}), cancel=cancel_policy,
-        remember=frozenset({"PaymentConfirmed", "ShipmentDispatched", "ShipmentDelivered"}),
+        remember=frozenset({"PaymentConfirmed", "ShipmentDispatched", "ShipmentDelivered", "ShipmentDeliveryFailed"}),
         steps=(
             Step(
                 "reserve_stock", command=Command(INVENTORY, reserve_stock),
@@ -243,7 +256,8 @@ def order_saga(d: Deadlines = Deadlines(), *, producer: str = PRODUCER) -> Saga:
             ),
             Step("await_dispatch", events={"ShipmentDispatched": on_dispatched},
                  timeout=Timeout(d.dispatch, 1, "stuck")),
-            Step("await_delivery", events={"ShipmentDelivered": on_delivered},
+            Step("await_delivery",
+                 events={"ShipmentDelivered": on_delivered, "ShipmentDeliveryFailed": on_delivery_failed},
                  timeout=Timeout(d.delivery, 1, "stuck")),
         ),
     )
