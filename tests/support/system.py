@@ -34,7 +34,15 @@ from pydantic import BaseModel
 from oms_contracts import new_envelope
 from oms_contracts.billing import PaymentConfirmedV1
 from oms_contracts.fulfilment import ShipmentDeliveredV1
-from oms_contracts.topics import BILLING_EVENTS, BILLING_REQUESTS, ORDERS_EVENTS, ORDERS_STATUS, commands, events
+from oms_contracts.topics import (
+    BILLING_EVENTS,
+    BILLING_REQUESTS,
+    CHANNELS_EVENTS,
+    ORDERS_EVENTS,
+    ORDERS_STATUS,
+    commands,
+    events,
+)
 from oms_platform.kafka import ensure_topics
 from tests.conftest import ADMIN_TOKEN
 from tests.support.infra import Infra
@@ -54,6 +62,10 @@ GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
                               TRACKING_EVENTS)},
     "inventory": {"commands": (commands("inventory"),)},
     "fulfilment": {"commands": (commands("fulfilment"),), "deliveries": (TRACKING_EVENTS,)},
+    # Not in SERVICES: a module that needs it starts System with services=(*SERVICES, "tracking").
+    "tracking": {"timeline": (ORDERS_EVENTS, ORDERS_STATUS, events("inventory"), events("fulfilment"), BILLING_EVENTS,
+                              events("returns")),
+                 "channel-keys": (CHANNELS_EVENTS,)},
 }
 
 # Statuses an order does not leave in the saga (a wait for another status can stop there).
@@ -116,33 +128,37 @@ class System:
     channel_key: str | None = None
     status_events: TopicReader | None = None
     billing_requests: TopicReader | None = None
+    group_suffix: str = ""
 
     # --- life cycle ---------------------------------------------------------------------------------
 
     @classmethod
-    async def start(cls, infra: Infra, log_dir: Path, *, env: dict[str, dict[str, str]] | None = None) -> "System":
-        """Starts the four services (their extra environment by service name in `env`), a channel key
-        for channel "web", and readers of oms.orders.status and oms.billing.requests from their end."""
+    async def start(cls, infra: Infra, log_dir: Path, *, env: dict[str, dict[str, str]] | None = None,
+                    services: tuple[str, ...] = SERVICES) -> "System":
+        """Starts the services (the four of SERVICES unless told; their extra environment by service
+        name in `env`), a channel key for channel "web", and readers of oms.orders.status and
+        oms.billing.requests from their end."""
         system = cls(infra, log_dir)
         try:
-            await system._start(env or {})
+            await system._start(env or {}, services)
         except BaseException:
             await system.stop()
             raise
         return system
 
-    async def _start(self, env: dict[str, dict[str, str]]) -> None:
+    async def _start(self, env: dict[str, dict[str, str]], services: tuple[str, ...]) -> None:
         kafka = self.infra.kafka_bootstrap
-        all_topics = {t for groups in GROUPS.values() for ts in groups.values() for t in ts}
+        groups_of = {svc: GROUPS[svc] for svc in services}
+        all_topics = {t for groups in groups_of.values() for ts in groups.values() for t in ts}
         await ensure_topics(kafka, all_topics | {BILLING_REQUESTS, ORDERS_STATUS})
-        suffix = f".saga-e2e-{uuid.uuid4().hex[:10]}"
-        names = await asyncio.gather(*(self.infra.create_database(name.replace("-", "_")[:5]) for name in SERVICES))
-        self.databases = dict(zip(SERVICES, names, strict=True))
+        suffix = self.group_suffix = f".saga-e2e-{uuid.uuid4().hex[:10]}"
+        names = await asyncio.gather(*(self.infra.create_database(name.replace("-", "_")[:5]) for name in services))
+        self.databases = dict(zip(services, names, strict=True))
         await asyncio.gather(*(commit_end_offsets(kafka, f"{svc}.{consumer}{suffix}", topics)
-                               for svc, groups in GROUPS.items() for consumer, topics in groups.items()))
+                               for svc, groups in groups_of.items() for consumer, topics in groups.items()))
         self.status_events = await TopicReader(kafka, ORDERS_STATUS).start()
         self.billing_requests = await TopicReader(kafka, BILLING_REQUESTS).start()
-        for name in SERVICES:
+        for name in services:
             base = FAST_ORCHESTRATOR if name == "orchestrator" else FAST
             self.services[name] = ServiceProcess(
                 name, database_url=self.databases[name], kafka_bootstrap=kafka, log_dir=self.log_dir,

@@ -1,0 +1,75 @@
+"""HTTP API of tracking (CONTRACT.md, Tracking): the carriers' signed webhook, an order's tracking and
+its live stream for the order's channel or an operator."""
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from oms_platform.channel_keys import Caller
+from oms_platform.http import ORJSONResponse, json_body_openapi, parse_json_body, unauthorized
+from tracking import stream
+from tracking.handlers import CarrierEvent, Tracking
+
+SIGNATURE_HEADER = "X-Carrier-Signature"
+
+
+def signature_ok(secret: str | None, body: bytes, header: str | None) -> bool:
+    """`sha256=<hex HMAC-SHA256 of the raw body>`, compared in constant time. No secret configured:
+    nothing is accepted (an unset secret must not mean "unsigned is fine")."""
+    if not secret or not header:
+        return False
+    scheme, _, given = header.strip().partition("=")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return scheme.lower() == "sha256" and hmac.compare_digest(expected, given.strip().lower())
+
+
+def build_router(service: Tracking, *, webhook_secret: str | None, caller: Callable[..., Awaitable[Caller]],
+                 listener: stream.TimelineListener, heartbeat: float) -> APIRouter:
+    router = APIRouter(tags=["tracking"])
+
+    def pool(request: Request) -> Any:
+        return request.app.state.runtime.pool
+
+    @router.post("/v1/carrier-events", openapi_extra=json_body_openapi(
+        CarrierEvent, {SIGNATURE_HEADER: {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"}}),
+        responses={201: {"description": "scan recorded"}, 200: {"description": "this event_id was recorded before"},
+                   401: {"description": "bad or missing signature"}, 404: {"description": "unknown tracking number"}})
+    async def carrier_event(request: Request) -> ORJSONResponse:
+        body = await request.body()
+        if not signature_ok(webhook_secret, body, request.headers.get(SIGNATURE_HEADER)):
+            raise unauthorized(f"{SIGNATURE_HEADER} must be sha256=<hex HMAC-SHA256 of the body>")
+        scan = parse_json_body(CarrierEvent, body)
+        result = await service.record_scan(pool(request), scan)
+        content = {"status": result.outcome, "event_id": scan.event_id,
+                   "order_id": str(result.order_id) if result.order_id else None,
+                   "shipment_id": str(result.shipment_id) if result.shipment_id else None,
+                   "shipment_status": result.shipment_status}
+        return ORJSONResponse(content, 201 if result.outcome == "recorded" else 200)
+
+    @router.get("/v1/orders/{order_id}/tracking")
+    async def tracking(request: Request, order_id: UUID, who: Caller = Depends(caller)) -> dict[str, Any]:
+        async with pool(request).acquire() as conn:
+            return await service.load(conn, order_id, who)
+
+    @router.get("/v1/orders/{order_id}/tracking/stream", response_class=StreamingResponse,
+                responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}})
+    async def tracking_stream(request: Request, order_id: UUID, who: Caller = Depends(caller)) -> StreamingResponse:
+        db = pool(request)
+
+        async def load() -> dict[str, Any]:
+            async with db.acquire() as conn:
+                return await service.load(conn, order_id, who)
+
+        await load()  # 404 (or the channel's refusal) before the stream starts
+        return StreamingResponse(
+            stream.events(listener, order_id, load, heartbeat), media_type="text/event-stream",
+            # No caching, and no buffering by nginx-like proxies: each event goes out as it happens.
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router
