@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from oms_platform import metrics, telemetry
 from oms_platform.errors import Conflict, DomainError, NotFound, RuleBroken, RuleError  # noqa: F401
+from oms_platform.outages import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, DatabaseOutage
 
 # DEFAULT_LIMIT and the cursor functions stay importable from here; their home is oms_platform.pagination.
 from oms_platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor  # noqa: F401
@@ -112,6 +113,20 @@ def install_error_handlers(app: FastAPI) -> None:
                 409: "conflict", 413: "payload_too_large"}.get(exc.status_code, "http_error")
         return ORJSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
+    outage = app.state.database_outage = DatabaseOutage()
+
+    async def _unavailable(_: Request, exc: Exception) -> ORJSONResponse:
+        outage.failed(exc)
+        return ORJSONResponse(
+            error_body("unavailable", "the service's database is unavailable; retry shortly"), 503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    # Registered per class (not under Exception), so they are answered inside the app, without the
+    # server logging a traceback for every request of an outage.
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
         log.exception("unhandled error")
@@ -188,6 +203,10 @@ class PlatformMiddleware:
                 span.set_attribute("http.request.method", scope["method"])
                 span.set_attribute("http.route", route_path)
                 span.set_attribute("http.response.status_code", status)
+        if status < 500 and (outage := getattr(scope.get("app"), "state", None)) is not None:
+            outage = getattr(outage, "database_outage", None)
+            if outage is not None and outage.since is not None:
+                outage.succeeded()
         metrics.HTTP_REQUESTS.labels(scope["method"], route_path, str(status)).inc()
         metrics.HTTP_LATENCY.labels(scope["method"], route_path).observe(time.perf_counter() - t0)
 
