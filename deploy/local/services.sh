@@ -44,7 +44,8 @@ case "$CMD" in
       ensure_db "$db"
       # What this service gets: the caller's environment plus these (the same in both places below).
       svc_env=(SERVICE_NAME="$name" HTTP_PORT="$port" DATABASE_URL="postgresql://$db@$pg_host_port/$db"
-               KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP" ZIPKIN_ENDPOINT="${ZIPKIN_ENDPOINT:-${ZIPKIN_SPANS:-}}")
+               KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP" ZIPKIN_ENDPOINT="${ZIPKIN_ENDPOINT:-${ZIPKIN_SPANS:-}}"
+               KAFKA_GROUP_INSTANCE_ID="${KAFKA_GROUP_INSTANCE_ID:-$name-$port}")
       ( umask 077; "$PY" "$ROOT/deploy/local/service_env.py" "$module" "${svc_env[@]}" > "$RUN/$name.env.new" )
       if alive "$RUN/$name.pid"; then
         if [ ! -f "$RUN/$name.env" ]; then

@@ -50,6 +50,8 @@ class ServiceProcess:
             "KAFKA_AUTO_OFFSET_RESET": "latest",
             # The broker's minimum: a test that SIGKILLs a service gets its partitions back sooner.
             "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            # Static membership: a process restarted by a test (same name and port) rejoins at once.
+            "KAFKA_GROUP_INSTANCE_ID": f"{name}-{self.port}",
             "LOG_LEVEL": "WARNING",
             **(env or {}),
         }

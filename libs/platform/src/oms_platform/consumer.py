@@ -335,6 +335,7 @@ class OffsetCommitter:
 def subscribe(
     broker: Any, processor: BatchProcessor, *, max_records: int = 500, auto_offset_reset: str = "earliest",
     session_timeout_ms: int = 10_000, poll_ms: int = 500, commit_interval: float = 0.2,
+    group_instance_id: str | None = None,
 ) -> Any:
     """Binds a BatchProcessor to a faststream KafkaBroker as a batch subscriber. Offsets are
     committed only after the batch's transaction commits (by an OffsetCommitter, at most every
@@ -357,6 +358,7 @@ def subscribe(
         batch_timeout_ms=poll_ms,
         auto_offset_reset=auto_offset_reset,
         session_timeout_ms=session_timeout_ms,
+        group_instance_id=group_instance_id,
         heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
         ack_policy=AckPolicy.NACK_ON_ERROR,  # an error seeks every partition back to the batch's start
         decoder=_the_message,

@@ -91,7 +91,7 @@ class ServiceRuntime:
                 self.subscribers.append(subscribe(
                     self.broker, proc, max_records=s.consumer_max_records, auto_offset_reset=s.kafka_auto_offset_reset,
                     session_timeout_ms=s.kafka_session_timeout_ms, poll_ms=s.consumer_poll_ms,
-                    commit_interval=s.consumer_commit_interval_ms / 1000,
+                    commit_interval=s.consumer_commit_interval_ms / 1000, group_instance_id=s.kafka_group_instance_id,
                 ))
             await self.broker.start()
         log.info("%s started on %s:%d", s.service_name, s.http_host, s.http_port)

@@ -28,6 +28,11 @@ class ServiceSettings(BaseSettings):
     # How long the group waits for a silent member before giving its partitions to others: after a
     # crash, a restarted process consumes again within about this time.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=6_000, le=300_000)
+    # Static group membership (KIP-345): a process restarted with the same id gets its partitions back
+    # at once instead of waiting out the session timeout of its dead self. Unique per live process and
+    # stable across its restarts (`make up` uses <service>-<port>; Kubernetes the pod name of a
+    # StatefulSet). Unset: dynamic membership (a graceful stop leaves the group at once).
+    kafka_group_instance_id: str | None = Field(default=None, min_length=1, max_length=200)
     # Topics a service creates at start (when missing): every topic gets the same partition count, so
     # topics keyed by order id are co-partitioned; replication factor and min.insync.replicas default
     # to what the cluster can hold (3 and 2 on three brokers or more, 1 and 1 on a single broker).
