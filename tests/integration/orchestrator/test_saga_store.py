@@ -20,6 +20,7 @@ from oms_saga.state import Incoming
 from orchestrator.consumers import saga_consumer
 from orchestrator.domain import Deadlines, initial_data, order_saga
 from tests.unit.saga.factory import dispatched, placed, saga_test, shipment_ids, to_dispatch
+from tests.unit.saga.test_typed_data import LEGACY
 
 pytestmark = pytest.mark.infra
 
@@ -162,3 +163,26 @@ async def test_an_event_retried_alone_keeps_nothing_of_its_failed_attempt(saga_p
     assert failed and saga is not None and saga.status == "shipped"
     assert saga.data["dispatched"] == [str(first), str(second)]
     assert commits == 2 and notes == 0  # one CommitStock per shipment; the retry was not taken for a duplicate
+
+
+async def test_a_saga_stored_before_its_data_was_typed_goes_on(saga_pool: asyncpg.Pool):
+    """A row whose data is the untyped saga's JSON (tests/unit/saga/test_typed_data.LEGACY) loads,
+    takes the next dispatch, and is written back in the same shape: no migration is needed."""
+    t = to_dispatch(saga_test())
+    async with saga_pool.acquire() as conn, conn.transaction():
+        for tr in t.history:
+            await store.save(conn, tr, t.now)
+        legacy = {**LEGACY, "dispatched": []}
+        legacy["shipments"] = [{"shipment_id": str(sid), "location_id": loc}
+                               for sid, loc in zip(shipment_ids(t), ["LIS", "OPO"], strict=True)]
+        await conn.execute("UPDATE saga_instances SET data = $1::text::jsonb WHERE order_id = $2",
+                           orjson.dumps(legacy).decode(), t.order_id)
+    first = shipment_ids(t)[0]
+    env = new_envelope(dispatched(t, first), producer="fulfilment", order_id=t.order_id)
+    await BatchProcessor(saga_consumer(SagaRunner(SAGA)), saga_pool, producer="orchestrator",
+                         group_id="g").process([_record(env, 0)])
+    async with saga_pool.acquire() as conn:
+        saga = await store.load(conn, "order", t.order_id)
+        billed = await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = 'oms.billing.requests'")
+    assert saga is not None and saga.status == "partially_shipped" and billed == 2
+    assert saga.data == {**legacy, "dispatched": [str(first)]}

@@ -72,13 +72,11 @@ def shipments_created(t: SagaTest) -> fulfilment.ShipmentsCreatedV1:
 
 
 def shipment_ids(t: SagaTest) -> list[UUID]:
-    assert t.state is not None
-    return [UUID(s["shipment_id"]) for s in t.state.data["shipments"]]
+    return [s.shipment_id for s in t.data.shipments]
 
 
 def dispatched(t: SagaTest, shipment_id: UUID) -> fulfilment.ShipmentDispatchedV1:
-    assert t.state is not None
-    loc = next(s["location_id"] for s in t.state.data["shipments"] if s["shipment_id"] == str(shipment_id))
+    loc = next(s.location_id for s in t.data.shipments if s.shipment_id == shipment_id)
     lines = [inventory.StockLine(sku=sku, quantity=q) for lo, sku, q in ALLOCATIONS if lo == loc]
     return fulfilment.ShipmentDispatchedV1(
         order_id=t.order_id, shipment_id=shipment_id, location_id=loc, lines=lines, carrier="ctt",

@@ -47,7 +47,7 @@ def _act(t: SagaTest, action: tuple) -> bool:
             return False
         t.reply(build(t), causation_id=uuid4() if arg else sent[-1].event_id)
     elif kind == "event":
-        ids = f.shipment_ids(t) if t.state and t.state.data.get("shipments") else []
+        ids = f.shipment_ids(t) if t.data and t.data.shipments else []
         if what == "payment":
             t.receive(f.payment_confirmed(t))
         elif what == "backorder_filled":
@@ -82,16 +82,16 @@ def _progress(t: SagaTest, arg: int) -> bool:
     what = GOOD[step]
     if what in REPLIES:
         return _act(t, ("reply", what, False))
-    if what in ("dispatched", "delivered") and t.state is not None:
-        ids, done = f.shipment_ids(t), t.state.data[what]
-        arg = next((i for i, sid in enumerate(ids) if str(sid) not in done), arg)
+    if what in ("dispatched", "delivered") and t.data is not None:
+        ids, done = f.shipment_ids(t), getattr(t.data, what)
+        arg = next((i for i, sid in enumerate(ids) if sid not in done), arg)
     return _act(t, ("event", what, arg))
 
 
 def _creatable(t: SagaTest, what: str) -> bool:
     if what == "created":
         return bool(t.command("CreateShipments").payload["shipments"])
-    return bool(t.state and t.state.data.get("shipments"))
+    return bool(t.data and t.data.shipments)
 
 
 def _check(t: SagaTest, was_terminal: bool, reservation_held: bool) -> None:

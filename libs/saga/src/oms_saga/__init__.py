@@ -14,6 +14,7 @@ from oms_saga.definition import (
     Send,
     Step,
     Timeout,
+    event_key,
     failure,
     ignore,
     resume,
@@ -27,5 +28,5 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 __all__ = [
     "MIGRATIONS", "Command", "Compensation", "End", "Incoming", "Outcome", "Saga", "SagaState", "SagaView", "Send",
-    "Step", "Timeout", "Transition", "failure", "ignore", "resume", "stuck", "success", "wait",
+    "Step", "Timeout", "Transition", "event_key", "failure", "ignore", "resume", "stuck", "success", "wait",
 ]

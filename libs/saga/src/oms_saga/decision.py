@@ -4,8 +4,10 @@ step moves. Pure: no I/O, the clock is `now`."""
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 
+from pydantic import BaseModel
+
 from oms_contracts import Envelope, new_envelope
-from oms_saga.definition import Command, End, Saga, SagaView, Send, Step, Timeout
+from oms_saga.definition import Command, End, EventKey, Saga, SagaView, Send, Step, Timeout
 from oms_saga.state import COMPLETED, RUNNING, Control, Incoming, Note, SagaState, StatusChange, StepRecord, Transition
 
 
@@ -17,9 +19,17 @@ class Decision(ABC):
         self.saga, self.s, self.now, self.trigger = saga, state, now, trigger
         self.c: Control = state.control
         self.t = Transition(state)
+        # The saga's data as its model, parsed from the JSON in the state when a builder, handler or
+        # policy first needs it, and written back to the state as JSON when the decision is done.
+        self._data: BaseModel | None = None
         self._forward = {st.name for st in saga.steps}
 
+    def set_data(self, data: BaseModel) -> None:
+        self._data = data
+
     def done(self, before: SagaState | None) -> Transition:
+        if self._data is not None:  # handlers may have changed it
+            self.s.data = self._data.model_dump(mode="json")
         self.t.changed = before is None or self.s != before
         if self.t.changed:
             self.s.updated_at = self.now
@@ -28,8 +38,11 @@ class Decision(ABC):
     # --- outputs ----------------------------------------------------------------------------------
 
     def view(self) -> SagaView:
+        # Handlers run only once the saga started, when its data is set (None only while pending).
         end = End(**self.c.end) if self.c.end else None
-        return SagaView(self.s.order_id, self.s.state, self.s.step, self.s.status, self.s.data, end, self.now)
+        if self._data is None:
+            self._data = self.saga.data.model_validate(self.s.data)
+        return SagaView(self.s.order_id, self.s.state, self.s.step, self.s.status, self._data, end, self.now)
 
     def send(self, message: Send) -> Envelope:
         trig = self.trigger
@@ -103,7 +116,7 @@ class Decision(ABC):
             self.set_deadline(step.timeout)
             self.row()
             # A remembered event may settle the step at once: then its status is never announced.
-            if not any(_awaits(step, d["event_type"]) for d in self.c.deferred):
+            if not any(_awaits(step, (d["event_type"], d["event_version"])) for d in self.c.deferred):
                 return self.announce(step.status, None)
             seq, changes = self.c.seq, len(self.t.status_changes)
             self.replay(step)
@@ -125,6 +138,6 @@ class Decision(ABC):
         """Applies the events a step awaits that arrived before it started (the engine defines it)."""
 
 
-def _awaits(step: Step, event_type: str) -> bool:
-    found = step.handler_for(event_type)
+def _awaits(step: Step, key: EventKey) -> bool:
+    found = step.handler_for(key)
     return found is not None and not found[1]

@@ -1,13 +1,45 @@
 """A saga as data: an ordered list of steps, each with the command it sends, the replies it awaits and
-what each reply means, its compensation, and its deadline. Nothing here does I/O."""
+what each reply means, its compensation, and its deadline. Nothing here does I/O.
 
-from collections.abc import Callable, Mapping
+Typed end to end: a saga keeps its data as a pydantic model of its own (`Saga(data=ReturnData, ...)`;
+builders and handlers get it as `view.data`, and handlers may change it), and replies and events are
+keyed by their contract classes, so a handler receives the model it names:
+
+    def on_reserved(v: SagaView[OrderData], e: inventory.StockReservedV1) -> Outcome:
+        v.data.allocations = e.allocations
+        return success()
+
+    Step("reserve_stock", command=Command(INVENTORY, reserve_stock),
+         replies={inventory.StockReservedV1: on_reserved, inventory.StockReservationFailedV1: on_failed},
+         compensation=Compensation("release_stock", Command(INVENTORY, release_stock),
+                                   {inventory.StockReleasedV1}, Timeout(30, 3)),
+         timeout=Timeout(30, 3, End("failed", "rejected", "inventory_timeout")))
+
+A class is matched on its (EVENT_TYPE, EVENT_VERSION): another version of the same event is not
+awaited until a handler names its class too."""
+
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel
+
+D = TypeVar("D", bound=BaseModel)
+EventKey = tuple[str, int]  # (event_type, event_version) of a contract class
+
+
+def event_key(event: type[BaseModel]) -> EventKey:
+    """The (event_type, event_version) a contract class is sent with."""
+    try:
+        return event.EVENT_TYPE, event.EVENT_VERSION  # type: ignore[attr-defined]
+    except AttributeError:
+        raise TypeError(f"{event.__name__} is not a contract event (it has no EVENT_TYPE and EVENT_VERSION)") from None
+
+
+def _keys(events: Iterable[type[BaseModel]]) -> frozenset[EventKey]:
+    return frozenset(event_key(e) for e in events)
 
 
 @dataclass(frozen=True)
@@ -28,14 +60,15 @@ class Send:
 
 
 @dataclass
-class SagaView:
-    """What builders, handlers and policies see. `data` is the saga's own copy: handlers may change it."""
+class SagaView(Generic[D]):
+    """What builders, handlers and policies see. `data` is the saga's own copy (its `Saga.data`
+    model): handlers may change it."""
 
     order_id: UUID
     state: str
     step: str | None
     status: str | None
-    data: dict[str, Any]
+    data: D
     end: End | None
     now: datetime
 
@@ -90,8 +123,8 @@ def stuck(detail: str) -> Outcome:
     return Outcome("stuck", detail=detail)
 
 
-Builder = Callable[[SagaView], BaseModel]
-Handler = Callable[[SagaView, BaseModel], Outcome]
+Builder = Callable[[SagaView[Any]], BaseModel]
+Handler = Callable[[SagaView[Any], Any], Outcome]  # (view, the event of the class it is keyed by)
 
 
 @dataclass(frozen=True)
@@ -118,9 +151,22 @@ class Compensation:
 
     name: str
     command: Command
-    confirms: frozenset[str]
+    confirms: Iterable[type[BaseModel]]
     timeout: Timeout
-    refusals: Mapping[str, Handler] = field(default_factory=dict)
+    refusals: Mapping[type[BaseModel], Handler] = field(default_factory=dict)
+    _confirms: frozenset[EventKey] = field(init=False, repr=False, compare=False)
+    _refusals: Mapping[EventKey, Handler] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "confirms", frozenset(self.confirms))
+        object.__setattr__(self, "_confirms", _keys(self.confirms))
+        object.__setattr__(self, "_refusals", {event_key(c): h for c, h in self.refusals.items()})
+
+    def confirmed_by(self, key: EventKey) -> bool:
+        return key in self._confirms
+
+    def refusal(self, key: EventKey) -> Handler | None:
+        return self._refusals.get(key)
 
 
 @dataclass(frozen=True)
@@ -132,46 +178,63 @@ class Step:
 
     name: str
     command: Command | None = None
-    replies: Mapping[str, Handler] = field(default_factory=dict)
-    events: Mapping[str, Handler] = field(default_factory=dict)
+    replies: Mapping[type[BaseModel], Handler] = field(default_factory=dict)
+    events: Mapping[type[BaseModel], Handler] = field(default_factory=dict)
     compensation: Compensation | None = None
     timeout: Timeout | None = None
     timeouts: Mapping[str, Timeout] = field(default_factory=dict)
-    passes_if: Callable[[SagaView], bool] | None = None
+    passes_if: Callable[[SagaView[Any]], bool] | None = None
     status: str | None = None
+    _handlers: Mapping[EventKey, tuple[Handler, bool]] = field(init=False, repr=False, compare=False)
 
-    def handler_for(self, event_type: str) -> tuple[Handler, bool] | None:
-        """(handler, correlated) for an event type, or None when this step does not await it."""
-        if event_type in self.replies:
-            return self.replies[event_type], True
-        if event_type in self.events:
-            return self.events[event_type], False
-        return None
+    def __post_init__(self) -> None:
+        handlers = {event_key(c): (h, False) for c, h in self.events.items()}
+        handlers |= {event_key(c): (h, True) for c, h in self.replies.items()}
+        object.__setattr__(self, "_handlers", handlers)
+
+    def handler_for(self, key: EventKey) -> tuple[Handler, bool] | None:
+        """(handler, correlated) for an event, or None when this step does not await it."""
+        return self._handlers.get(key)
 
 
-CancelPolicy = Callable[[SagaView, BaseModel], "End | Outcome | None"]
+CancelPolicy = Callable[[SagaView[Any], Any], "End | Outcome | None"]
 StatusEvent = Callable[[UUID, str | None, str, str | None, datetime], Send]
 
 
 @dataclass(frozen=True)
 class Saga:
-    """`cancel_on` event types ask to cancel; `cancel` answers with an End (compensate and end so),
-    an Outcome of kind ignore carrying the refusal messages in `emit`, or None (nothing to do).
-    `remember` lists events kept when they arrive before the step that awaits them."""
+    """`data` is the model of what the saga keeps (stored as JSON in saga_instances.data: change it
+    compatibly, or existing sagas stop loading). `cancel_on` events ask to cancel; `cancel` answers
+    with an End (compensate and end so), an Outcome of kind ignore carrying the refusal messages in
+    `emit`, or None (nothing to do). `remember` lists events kept when they arrive before the step
+    that awaits them."""
 
     name: str
     producer: str
+    data: type[BaseModel]
     steps: tuple[Step, ...]
     status_event: StatusEvent
     initial_status: str | None = None
-    cancel_on: frozenset[str] = frozenset()
+    cancel_on: Iterable[type[BaseModel]] = frozenset()
     cancel: CancelPolicy | None = None
-    remember: frozenset[str] = frozenset()
+    remember: Iterable[type[BaseModel]] = frozenset()
+    _cancel_on: frozenset[EventKey] = field(init=False, repr=False, compare=False)
+    _remember: frozenset[EventKey] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.steps] + [s.compensation.name for s in self.steps if s.compensation]
         if len(names) != len(set(names)):
             raise ValueError(f"saga {self.name}: step and compensation names must be unique")
+        for name in ("cancel_on", "remember"):
+            events = frozenset(getattr(self, name))
+            object.__setattr__(self, name, events)
+            object.__setattr__(self, f"_{name}", _keys(events))
+
+    def cancels(self, key: EventKey) -> bool:
+        return key in self._cancel_on
+
+    def remembers(self, key: EventKey) -> bool:
+        return key in self._remember
 
     def index(self, step: str) -> int:
         for i, s in enumerate(self.steps):
@@ -185,11 +248,15 @@ class Saga:
                 return s.compensation
         raise KeyError(name)
 
+    def events(self) -> frozenset[type[BaseModel]]:
+        """Every contract class the saga reacts to."""
+        found = set(self.cancel_on) | set(self.remember)
+        for s in self.steps:
+            found |= set(s.replies) | set(s.events)
+            if s.compensation:
+                found |= set(s.compensation.confirms) | set(s.compensation.refusals)
+        return frozenset(found)
+
     def event_types(self) -> frozenset[str]:
         """Every event type the saga reacts to (its consumers subscribe to these)."""
-        types = set(self.cancel_on) | set(self.remember)
-        for s in self.steps:
-            types |= set(s.replies) | set(s.events)
-            if s.compensation:
-                types |= set(s.compensation.confirms) | set(s.compensation.refusals)
-        return frozenset(types)
+        return frozenset(event_key(e)[0] for e in self.events())

@@ -7,6 +7,8 @@ from dataclasses import asdict
 from datetime import datetime
 from uuid import UUID
 
+from pydantic import BaseModel
+
 from oms_contracts import parse_payload
 from oms_platform.ids import uuid7
 from oms_saga.decision import Decision
@@ -14,9 +16,12 @@ from oms_saga.definition import Compensation, End, Handler, Outcome, Saga, Step
 from oms_saga.state import COMPENSATING, COMPLETED, PENDING, RUNNING, Control, Incoming, SagaState, Transition
 
 
-def start(saga: Saga, existing: SagaState | None, order_id: UUID, data: dict, trigger: Incoming | None,
+def start(saga: Saga, existing: SagaState | None, order_id: UUID, data: BaseModel, trigger: Incoming | None,
           now: datetime) -> Transition:
-    """Starts a saga (or a pending one created by an early event). A second start changes nothing."""
+    """Starts a saga with its data (a `saga.data` model), or a pending one created by an early event.
+    A second start changes nothing."""
+    if not isinstance(data, saga.data):
+        raise TypeError(f"saga {saga.name} keeps {saga.data.__name__}, not {type(data).__name__}")
     if existing is not None and existing.state != PENDING:
         run = _Run(saga, existing.copy(), now, trigger)
         if trigger is not None:
@@ -27,8 +32,8 @@ def start(saga: Saga, existing: SagaState | None, order_id: UUID, data: dict, tr
         data={}, deadline_at=None, attempts=0, status=saga.initial_status, status_reason=None,
         control=Control(), created_at=now, updated_at=now,
     )
-    state.data = data
     run = _Run(saga, state, now, trigger)
+    run.set_data(data)
     run.enter(0)
     return run.done(existing)
 
@@ -36,7 +41,7 @@ def start(saga: Saga, existing: SagaState | None, order_id: UUID, data: dict, tr
 def handle(saga: Saga, state: SagaState | None, incoming: Incoming, now: datetime) -> Transition:
     """Applies one event. With no instance yet, a remembered event creates a pending one."""
     if state is None:
-        if incoming.event_type not in saga.remember:
+        if not saga.remembers(incoming.key):
             return Transition(None)
         state = SagaState(
             saga_id=uuid7(), saga_type=saga.name, order_id=incoming.order_id, state=PENDING, step=None,
@@ -65,16 +70,16 @@ class _Run(Decision):
     # --- events -----------------------------------------------------------------------------------
 
     def receive(self, inc: Incoming) -> None:
-        t = inc.event_type
-        if t in self.saga.cancel_on:
+        key = inc.key
+        if self.saga.cancels(key):
             return self.cancel(inc)
         if self.s.state == PENDING:
-            return self.defer(inc) if t in self.saga.remember else self.note(inc, "ignored", "saga not started")
+            return self.defer(inc) if self.saga.remembers(key) else self.note(inc, "ignored", "saga not started")
         if self.s.terminal:
             return self.note(inc, "ignored", f"saga already {self.s.state}")
         if self.s.state == RUNNING:
             step = self.current()
-            found = step.handler_for(t)
+            found = step.handler_for(key)
             if found is not None:
                 handler, correlated = found
                 if correlated and not self.c.loose and str(inc.causation_id) not in self.c.sent:
@@ -82,11 +87,11 @@ class _Run(Decision):
                 return self.apply(step, handler, inc)
         else:
             comp = self.saga.compensation(self.s.step or "")
-            if t in comp.confirms or t in comp.refusals:
+            if comp.confirmed_by(key) or comp.refusal(key) is not None:
                 if str(inc.causation_id) not in self.c.sent:
                     return self.note(inc, "stale", f"does not answer the command of {comp.name}")
                 return self.compensation_reply(comp, inc)
-        if t in self.saga.remember:
+        if self.saga.remembers(key):
             return self.defer(inc)
         self.note(inc, "stale", f"not awaited by {self.s.step}")
 
@@ -101,7 +106,7 @@ class _Run(Decision):
     def replay(self, step: Step) -> None:
         """Applies remembered events the new current step awaits, oldest first."""
         for item in list(self.c.deferred):
-            found = step.handler_for(item["event_type"])
+            found = step.handler_for((item["event_type"], item["event_version"]))
             if found is None or found[1]:  # only events (not replies) are ever remembered
                 continue
             self.c.deferred.remove(item)
@@ -197,11 +202,13 @@ class _Run(Decision):
         self.row()
 
     def compensation_reply(self, comp: Compensation, inc: Incoming) -> None:
-        if inc.event_type in comp.confirms:
+        if comp.confirmed_by(inc.key):
             self.row("compensated", inc.event_type)
             self.c.plan.pop(0)
             return self.next_compensation()
-        out = comp.refusals[inc.event_type](self.view(), inc.payload)
+        refusal = comp.refusal(inc.key)
+        assert refusal is not None  # receive() routes only confirmations and refusals here
+        out = refusal(self.view(), inc.payload)
         if out.kind == "ignore":
             return self.note(inc, "ignored", out.detail)
         for message in out.emit:

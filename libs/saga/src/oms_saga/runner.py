@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
+from pydantic import BaseModel
 
 from oms_contracts import Envelope
 from oms_platform import faults, outbox
@@ -77,7 +77,7 @@ class SagaRunner:
             return batch.states[order_id]
         return await store.load(conn, self.saga.name, order_id)
 
-    async def start(self, ctx: MessageContext, order_id: UUID, data: dict[str, Any]) -> Transition:
+    async def start(self, ctx: MessageContext, order_id: UUID, data: BaseModel) -> Transition:
         """Starts the saga of an order from the consumed event (a repeat start changes nothing)."""
         now = self.clock()
         existing = await self._load(ctx.conn, order_id)

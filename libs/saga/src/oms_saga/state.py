@@ -57,7 +57,7 @@ class SagaState:
     state: str
     step: str | None
     stuck: bool
-    data: dict[str, Any]
+    data: dict[str, Any]  # the saga's Saga.data model as JSON ({} while pending); handlers see the model
     deadline_at: datetime | None
     attempts: int
     status: str | None
@@ -87,6 +87,11 @@ class Incoming:
     order_id: UUID
     payload: BaseModel
     raw: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What a saga's handlers are keyed by (oms_saga.definition.event_key of the payload's class)."""
+        return self.event_type, self.event_version
 
     @classmethod
     def of(cls, envelope: Envelope, payload: BaseModel) -> "Incoming":

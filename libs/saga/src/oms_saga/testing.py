@@ -31,7 +31,8 @@ class SagaTest:
 
     # --- given ------------------------------------------------------------------------------------
 
-    def started(self, order_id: UUID, data: dict[str, Any]) -> "SagaTest":
+    def started(self, order_id: UUID, data: BaseModel) -> "SagaTest":
+        """The saga starts for `order_id` with its data (a model of the saga's `data` class)."""
         self.order_id = order_id
         return self._apply(engine.start(self.saga, self.state, order_id, data, None, self.now))
 
@@ -68,6 +69,13 @@ class SagaTest:
         if transition.state is not None:
             self.state = transition.state
         return self
+
+    @property
+    def data(self) -> Any:
+        """The saga's data now, as its model (None before it started)."""
+        if self.state is None or self.state.state == "pending":
+            return None
+        return self.saga.data.model_validate(self.state.data)
 
     # --- what was sent ----------------------------------------------------------------------------
 
