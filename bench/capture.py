@@ -33,7 +33,8 @@ from bench.env import (
     run_async,
     say,
 )
-from bench.load import WrkResult, ensure_wrk, order_body, run_wrk, wrk_version
+from bench.load import WrkResult, ensure_wrk, run_wrk, wrk_version
+from bench.orders import order_body
 
 NAME = "capture"
 DESCRIPTION = "order capture (POST /v1/orders) vs a bare FastAPI + asyncpg insert: orders/s, p50, p99"

@@ -1,7 +1,6 @@
 """The load generator: wrk (C, one thread, little CPU taken from the servers), installed with apt-get
 when missing, driven by a Lua script, its text output parsed into figures."""
 
-import json
 import os
 import re
 import resource
@@ -11,13 +10,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bench.env import say
-from tests.support.orders import new_order
+from bench.orders import order_body_parts
 
 ORDERS_LUA = Path(__file__).with_name("orders.lua")
-_EXTERNAL_ID = "@EXTERNAL_ID@"
 
 
 def ensure_wrk() -> str:
@@ -49,21 +45,6 @@ def _run_apt(cmd: list[str], env: dict[str, str]) -> int:
 def wrk_version(wrk: str) -> str:
     out = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
     return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "unknown"
-
-
-def order_body_parts() -> tuple[str, str]:
-    """The valid order body of tests/support/orders.py as compact JSON, split around the value of
-    external_id: the Lua script puts a unique id between the two halves."""
-    text = orjson.dumps(new_order(external_id=_EXTERNAL_ID)).decode()
-    prefix, found, suffix = text.partition(_EXTERNAL_ID)
-    if not found or _EXTERNAL_ID in suffix:
-        raise RuntimeError("the order body template must hold external_id exactly once")
-    return prefix, suffix
-
-
-def order_body(external_id: str) -> dict[str, Any]:
-    prefix, suffix = order_body_parts()
-    return json.loads(prefix + external_id + suffix)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 -- wrk script: every request places a new order, with a unique Idempotency-Key and external_id
 -- ("BENCH-<nonce>-<thread>-<counter>"), a bearer key, and the valid order body of
--- tests/support/orders.py (given as the JSON before and after the external_id value).
+-- bench/orders.py (given as the JSON before and after the external_id value).
 -- Arguments after "--": <api key> <run nonce> <body before external_id> <body after external_id>
 
 local next_thread = 1

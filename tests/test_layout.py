@@ -160,3 +160,9 @@ def test_the_sql_check_sees_statements_and_not_prose() -> None:
     assert SQL.search("SELECT channel, status FROM orders WHERE order_id = $1")
     assert SQL.search("UPDATE shipments SET status = 'delivered'")
     assert not SQL.search("one UPDATE ... FROM applies one source row per target")
+
+
+def test_the_bench_imports_nothing_from_the_tests() -> None:
+    problems = _violations(sorted((ROOT / "bench").rglob("*.py")), {"tests"})
+    assert not problems, "bench/ runs without the test suite (make bench), so it imports nothing from tests/:\n" + \
+        "\n".join(problems)

@@ -21,9 +21,9 @@ from tests.support.capture import (
     events_reader,
     has_event,
     records_for,
-    wait_until,
 )
 from tests.support.kafka import TopicReader, produce
+from tests.support.polling import eventually
 
 
 async def placed_and_announced(cap: Capture, key: ChannelKey, reader: TopicReader) -> dict[str, Any]:
@@ -136,7 +136,7 @@ async def wait_for_status(cap: Capture, key: ChannelKey, order_id: str, status: 
         got = (await cap.http.get(f"{cap.url}/v1/orders/{order_id}", headers=key.auth)).json()
         return got if got["status"] == status else None
 
-    return await wait_until(check, timeout=60, what=f"order {order_id} to be {status}")
+    return await eventually(check, timeout=60, what=f"order {order_id} to be {status}")
 
 
 async def consumed_past(cap: Capture, order_id: str, t0: datetime) -> None:
@@ -145,7 +145,7 @@ async def consumed_past(cap: Capture, order_id: str, t0: datetime) -> None:
     its event id reaching the inbox means they were handled. Being stale, it changes nothing."""
     marker = status_event(order_id, "rejected", t0 - timedelta(days=2), reason="stale marker")
     await publish(cap, marker)
-    await wait_until(lambda: inbox_count(cap, marker.event_id), timeout=60, what="the consumer to reach the marker")
+    await eventually(lambda: inbox_count(cap, marker.event_id), timeout=60, what="the consumer to reach the marker")
 
 
 def later() -> datetime:

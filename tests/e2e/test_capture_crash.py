@@ -20,10 +20,10 @@ from tests.support.capture import (
     events_reader,
     has_event,
     records_for,
-    wait_until,
 )
 from tests.support.kafka import TopicReader
 from tests.support.orders import new_order
+from tests.support.polling import eventually
 from tests.support.services import ServiceProcess
 
 
@@ -113,7 +113,7 @@ async def test_crash_before_publish_then_restart_announces_once(infra, database,
     envelopes = envelopes_for(reader, oid)
     assert len(envelopes) == 1
     assert envelopes[0]["event_id"] == orjson.loads(queued[0]["value"])["event_id"]
-    await wait_until(lambda: db.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE key = $1", oid),
+    await eventually(lambda: db.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE key = $1", oid),
                      what="the outbox row to be marked sent")
 
 
@@ -138,7 +138,7 @@ async def test_sigkill_with_unsent_outbox_then_restart_announces_once(infra, dat
     await reader.drain(1.5)
     for oid in oids:
         assert [e["event_type"] for e in envelopes_for(reader, oid)] == ["OrderPlaced"]
-    await wait_until(lambda: db.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL"),
+    await eventually(lambda: db.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL"),
                      what="every outbox row to be marked sent")
 
 
@@ -161,7 +161,7 @@ async def test_crash_after_publish_repeats_the_same_event(infra, database, db, s
     envelopes = envelopes_for(reader, oid)
     assert len(envelopes) == 2
     assert envelopes[0] == envelopes[1]
-    await wait_until(lambda: db.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE key = $1", oid),
+    await eventually(lambda: db.fetchval("SELECT sent_at IS NOT NULL FROM outbox WHERE key = $1", oid),
                      what="the outbox row to be marked sent")
 
 
@@ -186,7 +186,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_order(infra, database, d
             return len(acknowledged) >= 5
 
         tasks = [asyncio.create_task(place(b)) for b in bodies]
-        await wait_until(some_acknowledged, timeout=60, what="some orders to be acknowledged")
+        await eventually(some_acknowledged, timeout=60, what="some orders to be acknowledged")
         svc.kill()
         await asyncio.gather(*tasks)
 

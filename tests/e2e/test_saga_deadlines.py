@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.system import System, poll_until, unique
+from tests.support.polling import eventually
+from tests.support.system import System, unique
 
 pytestmark = pytest.mark.infra
 
@@ -51,7 +52,7 @@ async def test_unpaid_order_is_cancelled_and_its_stock_released(system: System):
         notes = (await system.saga(order_id))["ignored_messages"]
         return any(n["event_type"] == "PaymentConfirmed" for n in notes)
 
-    await poll_until(late_payment_noted, what="the late PaymentConfirmed to reach the saga")
+    await eventually(late_payment_noted, what="the late PaymentConfirmed to reach the saga")
     order = await system.order(order_id)
     assert (order["status"], order["status_reason"]) == ("cancelled", "payment_timeout")
     assert (await system.stock(sku))["reserved"] == 0

@@ -12,7 +12,8 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tests.support.system import System, poll_until, unique
+from tests.support.polling import eventually
+from tests.support.system import System, unique
 
 pytestmark = pytest.mark.infra
 
@@ -171,7 +172,7 @@ async def test_split_order_ships_from_two_locations(system: System):
         steps = (await system.saga(order_id))["steps"]
         return steps[-1]["step"] == "await_delivery" and steps[-1]["detail"] == "ShipmentDelivered 1/2"
 
-    await poll_until(one_delivered, what="the saga to record the first delivery")
+    await eventually(one_delivered, what="the saga to record the first delivery")
     assert (await system.order(order_id))["status"] == "shipped"
     await system.deliver(second)
     await system.wait_status(order_id, "delivered")
@@ -361,7 +362,7 @@ async def test_cancel_while_awaiting_payment_releases_stock(system: System):
     async def noted() -> bool:
         return any(n["event_type"] == "PaymentConfirmed" for n in (await system.saga(order_id))["ignored_messages"])
 
-    await poll_until(noted, what="the late PaymentConfirmed to reach the saga")
+    await eventually(noted, what="the late PaymentConfirmed to reach the saga")
     assert (await system.order(order_id))["status"] == "cancelled"
     assert await system.shipments(order_id) == []
 

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.system import System, poll_until, unique
+from tests.support.polling import eventually
+from tests.support.system import System, unique
 
 pytestmark = pytest.mark.infra
 
@@ -75,7 +76,7 @@ async def test_concurrent_orders_never_oversell(system: System):
                                    params={"location_id": loc, "limit": 200}))["items"]
         return items if len(items) >= UNITS else None
 
-    shipments = await poll_until(all_shipments, what=f"{UNITS} shipments")
+    shipments = await eventually(all_shipments, what=f"{UNITS} shipments")
     assert sorted(s["order_id"] for s in shipments) == sorted(confirmed)
 
 
@@ -100,7 +101,7 @@ async def crash_in_the_middle(system: System, service: str) -> tuple[str, list[s
 
     stream = asyncio.create_task(keep_placing())
     try:
-        await poll_until(under_way, what="sagas to be under way", interval=0.02)
+        await eventually(under_way, what="sagas to be under way", interval=0.02)
         await system.kill(service)
     finally:
         killed.set()
@@ -168,7 +169,7 @@ async def test_orchestrator_killed_while_dispatches_are_applied(system: System):
         await billing.poll(0.05)
         return any(system.published(billing, o) for o in order_ids)
 
-    await poll_until(billing_started, what="a first billing request", interval=0)
+    await eventually(billing_started, what="a first billing request", interval=0)
     await system.kill("orchestrator")
     await system.restart("orchestrator")
 

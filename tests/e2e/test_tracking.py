@@ -14,8 +14,9 @@ from oms_contracts.topics import events
 from oms_platform.links import tracking_token
 from tests.conftest import ADMIN_TOKEN
 from tests.support.kafka import TopicReader
+from tests.support.polling import eventually
 from tests.support.services import ServiceProcess
-from tests.support.system import System, poll_until, unique
+from tests.support.system import System, unique
 from tests.support.tracking import (
     LINK_SECRET,
     SERVICES_WITH_TRACKING,
@@ -142,7 +143,7 @@ async def test_a_failed_delivery_shows_with_its_reason_and_return_to_sender_flag
     assert any("Delivery attempt failed at Lisboa hub: nobody home" in e["detail"] for e in view["timeline"])
     assert view["shipments"][0]["latest_scan"]["reason"] == "nobody home"
     await scan(system, shipment, "returned_to_sender", reason="address unknown")
-    saga = await poll_until(lambda: _stuck_saga(system, order_id), what="the saga flagged for an operator")
+    saga = await eventually(lambda: _stuck_saga(system, order_id), what="the saga flagged for an operator")
     assert saga["current_step"] == "await_delivery"
     assert (await system.order(order_id))["status"] == "shipped"
 
@@ -161,7 +162,7 @@ async def test_another_channel_gets_404_and_no_credentials_get_401(system: Syste
         resp = await system.http.get(f"{system.url('tracking')}/v1/orders/{order_id}/tracking", headers=pos_key)
         return resp.status_code != 401
 
-    await poll_until(pos_known, what="tracking to know the pos key")
+    await eventually(pos_known, what="tracking to know the pos key")
     for path in ("/tracking", "/tracking/stream"):
         url = f"{system.url('tracking')}/v1/orders/{order_id}{path}"
         other = await system.http.get(url, headers=pos_key)
@@ -234,7 +235,7 @@ async def test_the_stream_receives_a_scan_taken_by_another_process_and_ends_with
             text = (await system.http.get(f"{system.url('tracking')}/metrics")).text
             return metrics not in text and "oms_tracking_streams_open 0.0" in text
 
-        await poll_until(closed, timeout=10, what="the stream to be released after the client left")
+        await eventually(closed, timeout=10, what="the stream to be released after the client left")
     finally:
         await asyncio.to_thread(other.stop)
 

@@ -1,8 +1,6 @@
 """Helpers of the integration tests."""
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,18 +12,6 @@ from aiokafka import ConsumerRecord
 
 from oms_contracts import Envelope
 from oms_platform import db
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Awaits `check()` until it returns something truthy (and returns that), or fails after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {result!r})")
-        await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

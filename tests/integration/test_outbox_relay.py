@@ -13,8 +13,8 @@ from opentelemetry import trace
 from oms_contracts.orders import OrderCancellationRequestedV1
 from oms_platform.outbox import OutgoingMessage, enqueue, event_message
 from tests.integration.conftest import Relays
-from tests.integration.helpers import eventually
 from tests.support.kafka import TopicReader
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.infra
 

@@ -17,9 +17,9 @@ from oms_contracts.orders import OrderCancellationRequestedV1
 from oms_platform.consumer import ConsumerSpec, MessageContext
 from oms_platform.runtime import ServiceRuntime, create_app
 from oms_platform.settings import ServiceSettings
-from tests.integration.helpers import eventually
 from tests.support.infra import Infra
 from tests.support.kafka import TopicReader, produce
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.infra
 

@@ -2,9 +2,8 @@
 channel keys, snapshots of the tables a request may write, and the oms.orders.events topic."""
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,16 +140,6 @@ async def assert_refused_left_no_trace(cap: Capture, key: ChannelKey, reader: To
         assert external_id not in external_ids_seen(reader)
 
 
-async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 60, what: str = "a condition") -> Any:
-    """Polls `check` until it returns something truthy (and returns that); fails after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def error_fields(resp: httpx.Response) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ status arrives over oms.orders.status from the orchestrator, so seeing it proves
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -48,6 +48,7 @@ from tests.conftest import ADMIN_TOKEN
 from tests.support.infra import Infra
 from tests.support.kafka import TopicReader, produce
 from tests.support.orders import new_order
+from tests.support.polling import eventually
 from tests.support.services import ServiceProcess
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -104,18 +105,6 @@ async def commit_end_offsets(bootstrap: str, group_id: str, topics: Iterable[str
         await consumer.stop()
 
 
-async def poll_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 60, what: str = "a condition",
-                     interval: float = 0.2) -> Any:
-    """Calls `check` until it returns something truthy (and returns it); fails after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = await check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -245,7 +234,7 @@ class System:
             r = await self.call("GET", "inventory", f"/v1/reservations/{order_id}", expect=(200, 404))
             return r if r.get("status") == status else None
 
-        return await poll_until(check, timeout=timeout, what=f"the reservation of {order_id} to be {status}")
+        return await eventually(check, timeout=timeout, what=f"the reservation of {order_id} to be {status}")
 
     async def wait_stock(self, sku: str, *, timeout: float = 60, **figures: int) -> dict:
         """Waits until the SKU's totals match `figures` (e.g. on_hand=8, reserved=0)."""
@@ -254,7 +243,7 @@ class System:
             s = await self.stock(sku)
             return s if all(s[k] == v for k, v in figures.items()) else None
 
-        return await poll_until(check, timeout=timeout, what=f"stock of {sku} to reach {figures}")
+        return await eventually(check, timeout=timeout, what=f"stock of {sku} to reach {figures}")
 
     # --- order capture (channel) ----------------------------------------------------------------------
 
@@ -293,7 +282,7 @@ class System:
                 f"order {order_id} is {order['status']} ({order['status_reason']}), expected {statuses}")
             return None
 
-        return await poll_until(check, timeout=timeout, what=f"order {order_id} to be {'/'.join(statuses)}")
+        return await eventually(check, timeout=timeout, what=f"order {order_id} to be {'/'.join(statuses)}")
 
     async def wait_all_settled(self, order_ids: list[str], *, timeout: float = 90) -> dict[str, dict]:
         """Waits until every order is confirmed, rejected or cancelled; returns them by order id."""
@@ -333,7 +322,7 @@ class System:
                 return None
             return items if len(items) >= count else None
 
-        return await poll_until(check, timeout=timeout,
+        return await eventually(check, timeout=timeout,
                                 what=f"{count} shipment(s) of order {order_id}{' ' + status if status else ''}")
 
     async def advance(self, shipment_id: str, action: str) -> dict:
@@ -359,7 +348,7 @@ class System:
             ok = saga.get("state") == state and (step is None or saga.get("current_step") == step)
             return saga if ok else None
 
-        return await poll_until(check, timeout=timeout, what=f"the saga of {order_id} to be {state} {step or ''}")
+        return await eventually(check, timeout=timeout, what=f"the saga of {order_id} to be {state} {step or ''}")
 
     # --- parties outside the OMS ------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.support.system import ADMIN, SERVICES, System, poll_until
+from tests.support.polling import eventually
+from tests.support.system import ADMIN, SERVICES, System
 
 CARRIER_SECRET = "test-carrier-webhook-secret"
 LINK_SECRET = "test-tracking-link-secret"
@@ -66,7 +67,7 @@ async def wait_tracking(system: System, order_id: str, check: Any, *, what: str,
         view = await system.call("GET", "tracking", f"/v1/orders/{order_id}/tracking", expect=(200, 404))
         return view if "timeline" in view and check(view) else None
 
-    return await poll_until(ready, timeout=timeout, what=what)
+    return await eventually(ready, timeout=timeout, what=what)
 
 
 def types(view: dict[str, Any]) -> list[str]:

@@ -11,9 +11,9 @@ from oms_contracts import new_envelope
 from oms_contracts.fulfilment import ShipmentDeliveredV1
 from oms_platform.ids import uuid7
 from tests.integration.fulfilment.support import SERVICE_NAME, create_shipments
-from tests.integration.helpers import eventually
 from tests.support.kafka import produce
 from tests.support.pdf import code128_values, shown_text
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.infra
 
