@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.infra import ROOT, Infra, start_infra
-from tests.support.services import ServiceProcess
-
-ADMIN_TOKEN = "test-admin-token"
+from tests.support.services import ADMIN_TOKEN, ServiceProcess
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Fixtures of the order-capture end-to-end modules: one capture process per module (a module that
-needs other settings overrides `cap`), its channel keys, and a reader of oms.orders.events."""
+"""Fixtures of the end-to-end modules: for the order-capture ones one capture process per module (a
+module that needs other settings overrides `cap`), its channel keys, and a reader of oms.orders.events;
+for the saga ones the whole system of services per module (`system`, overridden likewise)."""
 
 from collections.abc import AsyncIterator
 
@@ -7,6 +8,7 @@ import pytest
 
 from tests.support.capture import Capture, ChannelKey, events_reader, running_capture
 from tests.support.kafka import TopicReader
+from tests.support.system import System
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +33,10 @@ async def reader(cap: Capture) -> AsyncIterator[TopicReader]:
     r = await events_reader(cap.kafka)
     yield r
     await r.stop()
+
+
+@pytest.fixture(scope="module")
+async def system(infra, log_dir) -> AsyncIterator[System]:
+    system = await System.start(infra, log_dir)
+    yield system
+    await system.stop()

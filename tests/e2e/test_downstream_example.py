@@ -1,19 +1,27 @@
 """The README's downstream consumer example works against real Kafka: it sees an order placed."""
 
 import asyncio
+import importlib.util
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
 
-from docs.examples.downstream_consumer import build_app
 from oms_contracts import new_envelope
 from oms_contracts.orders import OrderPlacedV1
 from oms_contracts.topics import ORDERS_EVENTS
 from oms_platform.kafka import ensure_topics
+from tests.support.infra import ROOT
 from tests.support.kafka import produce
 from tests.support.orders import new_order
+
+# docs/ is documentation, not a package: the example is loaded from its file, as a reader runs it.
+_EXAMPLE = ROOT / "docs" / "examples" / "downstream_consumer.py"
+_spec = importlib.util.spec_from_file_location("downstream_consumer", _EXAMPLE)
+assert _spec is not None and _spec.loader is not None
+example = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(example)
 
 
 async def test_example_consumer_receives_order_placed_once(infra):
@@ -29,7 +37,7 @@ async def test_example_consumer_receives_order_placed_once(infra):
             seen.append(payload)
 
     await ensure_topics(infra.kafka_bootstrap, [ORDERS_EVENTS, "oms.orders.status"])
-    _, broker = build_app(infra.kafka_bootstrap, on_event, group_id=f"example-{uuid.uuid4().hex}")
+    _, broker = example.build_app(infra.kafka_bootstrap, on_event, group_id=f"example-{uuid.uuid4().hex}")
     await broker.start()
     try:
         value = orjson.dumps(env.model_dump(mode="json"))

@@ -12,7 +12,6 @@ one set of shipments per order, one `confirmed` per order."""
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.infra
 ORDERS, UNITS = 100, 60  # the burst: orders of one unit each, units on hand
 WAVE = 10  # orders placed while the crashed service is down
 MAX_BEFORE_CRASH = 40  # orders are placed until the crash, at most this many
-
-
-@pytest.fixture(scope="module")
-async def system(infra, log_dir) -> AsyncIterator[System]:
-    system = await System.start(infra, log_dir)
-    yield system
-    await system.stop()
 
 
 async def test_concurrent_orders_never_oversell(system: System):

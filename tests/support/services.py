@@ -14,6 +14,8 @@ import httpx
 from tests.support.infra import ROOT
 
 CONF = ROOT / "deploy" / "services.conf"
+# The operator token the tests give every service process (OMS_ADMIN_TOKEN).
+ADMIN_TOKEN = "test-admin-token"
 
 
 def service_table() -> dict[str, tuple[str, int, str]]:

@@ -44,12 +44,11 @@ from oms_contracts.topics import (
     events,
 )
 from oms_platform.kafka import ensure_topics
-from tests.conftest import ADMIN_TOKEN
 from tests.support.infra import Infra
 from tests.support.kafka import TopicReader, produce
 from tests.support.orders import new_order
 from tests.support.polling import eventually
-from tests.support.services import ServiceProcess
+from tests.support.services import ADMIN_TOKEN, ServiceProcess
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SERVICES = ("order-capture", "orchestrator", "inventory", "fulfilment")

@@ -10,11 +10,10 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.conftest import ADMIN_TOKEN
 from tests.integration.fulfilment.support import SERVICE_NAME
 from tests.support.infra import Infra
 from tests.support.kafka import TopicReader
-from tests.support.services import ServiceProcess
+from tests.support.services import ADMIN_TOKEN, ServiceProcess
 
 # Differs from the built-in defaults on purpose: CH has a carrier only through this file.
 RULES = [

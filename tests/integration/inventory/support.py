@@ -22,9 +22,8 @@ from oms_contracts.inventory import CommitStockV1, ReleaseStockV1, ReserveStockV
 from oms_contracts.topics import commands
 from oms_platform.ids import uuid7
 from oms_platform.kafka import ensure_topics
-from tests.conftest import ADMIN_TOKEN
 from tests.support.kafka import TopicReader, produce
-from tests.support.services import ServiceProcess
+from tests.support.services import ADMIN_TOKEN, ServiceProcess
 
 COMMANDS = commands("inventory")
 EVENTS = "oms.inventory.events"

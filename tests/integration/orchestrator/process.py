@@ -8,10 +8,9 @@ from pathlib import Path
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.conftest import ADMIN_TOKEN
 from tests.integration.orchestrator.driver import Driver
 from tests.support.infra import Infra
-from tests.support.services import ServiceProcess
+from tests.support.services import ADMIN_TOKEN, ServiceProcess
 
 FAST = {"OUTBOX_POLL_INTERVAL": "0.1", "TICK_INTERVAL_SECONDS": "0.2"}
 
