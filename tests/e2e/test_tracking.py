@@ -12,10 +12,9 @@ import pytest
 
 from oms_contracts.topics import events
 from oms_platform.links import tracking_token
-from tests.conftest import ADMIN_TOKEN
 from tests.support.kafka import TopicReader
 from tests.support.polling import eventually
-from tests.support.services import ServiceProcess
+from tests.support.services import ADMIN_TOKEN, ServiceProcess
 from tests.support.system import System, unique
 from tests.support.tracking import (
     LINK_SECRET,
