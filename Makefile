@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo .cache/tools/bin/uv)
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 deps: ## install Python dependencies from the lock file (installs uv if missing)
 	@command -v uv >/dev/null || [ -x "$(UV)" ] || { echo "installing uv into .cache/tools"; \
@@ -39,8 +39,19 @@ tail: deps ## follow a topic's messages, pretty-printed: make tail TOPIC=oms.ord
 test: deps ## the whole test suite against real Kafka and PostgreSQL
 	@$(UV) run --frozen pytest
 
+test-unit: deps ## the fast loop: unit tests and the repository's rules (no Kafka, no PostgreSQL)
+	@$(UV) run --frozen pytest -q tests/unit $(wildcard tests/deploy) tests/test_*.py
+
 lint: deps ## ruff
-	@$(UV) run --frozen ruff check libs services tests bench
+	@$(UV) run --frozen ruff check libs services tests bench tools
+
+typecheck: deps ## mypy on libs and services (settings in pyproject.toml)
+	@MYPYPATH=$$(ls -d libs/*/src services/*/src | paste -sd: -) $(UV) run --frozen mypy
+
+imports: deps ## import-linter: services independent, layers inside each service, a pure domain (tools/import_contracts.py)
+	@$(UV) run --frozen python -m tools.import_contracts
+
+check: lint typecheck imports ## every static check: ruff, mypy, import contracts (.ci/run runs it before make test)
 
 bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orders/s from POST to confirmed
 	@echo "make bench runs its own service processes (on topics bench.*): stopping the ones make up started, so their CPU is not measured (make up restarts them)"
@@ -48,4 +59,4 @@ bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orde
 	@OMS_ZIPKIN=0 deploy/local/infra.sh dev start
 	@$(UV) run --frozen python -m bench
 
-.PHONY: help deps up down clean status topics tail test lint bench
+.PHONY: help deps up down clean status topics tail test test-unit lint typecheck imports check bench

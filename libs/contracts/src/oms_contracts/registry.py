@@ -9,7 +9,7 @@ from oms_contracts import billing, channels, fulfilment, inventory, orders, retu
 _MODULES = (orders, billing, inventory, fulfilment, tracking, returns, channels)
 
 EVENT_MODELS: dict[tuple[str, int], type[BaseModel]] = {
-    (obj.EVENT_TYPE, obj.EVENT_VERSION): obj
+    (vars(obj)["EVENT_TYPE"], vars(obj)["EVENT_VERSION"]): obj  # both declared by each model itself
     for module in _MODULES
     for obj in vars(module).values()
     if isinstance(obj, type) and issubclass(obj, BaseModel) and "EVENT_TYPE" in vars(obj)

@@ -5,6 +5,7 @@ authentication, and the `limit` query parameter of lists (their paging is oms_pl
 import hmac
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -269,7 +270,7 @@ def unauthorized(message: str = "missing or invalid credentials") -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def operator_dependency(admin_token: str | None):
+def operator_dependency(admin_token: str | None) -> Callable[[Request], Awaitable[str]]:
     """Operators present OMS_ADMIN_TOKEN as a bearer token; without it set, every call is refused."""
 
     async def require_operator(request: Request) -> str:

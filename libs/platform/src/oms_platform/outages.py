@@ -12,7 +12,7 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 # Errors that say PostgreSQL (not the request) is the problem.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,

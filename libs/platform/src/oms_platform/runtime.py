@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 from fastapi import APIRouter, FastAPI
@@ -18,6 +19,9 @@ from oms_platform.consumer import BatchProcessor, ConsumerSpec, subscribe
 from oms_platform.http import ORJSONResponse, PlatformMiddleware, install_error_handlers
 from oms_platform.outbox import OutboxRelay
 from oms_platform.settings import ServiceSettings
+
+if TYPE_CHECKING:  # imported when a service has consumers (start)
+    from faststream.kafka import KafkaBroker
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ class ServiceRuntime:
         self.pool: asyncpg.Pool | None = None
         self.kafka_outages: kafka_outages.KafkaOutageLog | None = None
         self.relay: OutboxRelay | None = None
-        self.broker = None
+        self.broker: KafkaBroker | None = None
         self.processors: list[BatchProcessor] = []
         self.subscribers: list = []
 

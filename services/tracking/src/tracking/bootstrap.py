@@ -2,6 +2,7 @@
 consumers, the API and the customer page."""
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -18,7 +19,7 @@ from tracking.stream import TimelineListener
 class TrackingRuntime(ServiceRuntime):
     """The platform runtime plus the LISTEN connection that wakes this process's live streams."""
 
-    def __init__(self, settings: Settings, listener: TimelineListener, **kwargs):
+    def __init__(self, settings: Settings, listener: TimelineListener, **kwargs: Any):
         super().__init__(settings, **kwargs)
         self.listener = listener
 

@@ -1,0 +1,1 @@
+"""Repository tooling run from the root: `python -m tools.<name>` (see the Makefile)."""
