@@ -14,7 +14,8 @@ from oms_contracts.inventory import ReserveStockV1
 from oms_contracts.topics import commands
 from oms_platform.consumer import BatchLocal, ConsumerSpec, Handler, MessageContext
 
-_RESERVES: BatchLocal[reservations.ReserveBatch] = BatchLocal("inventory_reserves")
+# None: the batch has no ReserveStock (set anyway, so no earlier batch's state is seen).
+_RESERVES: BatchLocal[reservations.ReserveBatch | None] = BatchLocal("inventory_reserves")
 
 
 def _bind(use_case: Callable[..., Awaitable[None]], **options: Any) -> Handler:

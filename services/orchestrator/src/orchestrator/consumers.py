@@ -4,7 +4,7 @@ to, so each batch is one transaction whatever its mix of topics."""
 from functools import partial
 
 from oms_contracts.topics import BILLING_EVENTS, ORDERS_EVENTS, events
-from oms_platform.consumer import ConsumerSpec
+from oms_platform.consumer import ConsumerSpec, Handler
 from oms_saga.runner import SagaRunner
 from orchestrator import handlers
 
@@ -13,6 +13,6 @@ TOPICS = [ORDERS_EVENTS, events("inventory"), events("fulfilment"), BILLING_EVEN
 
 def saga_consumer(runner: SagaRunner) -> ConsumerSpec:
     apply = partial(handlers.apply_event, runner)
-    table = {event_type: apply for event_type in runner.saga.event_types()}
+    table: dict[str, Handler] = {event_type: apply for event_type in runner.saga.event_types()}
     table["OrderPlaced"] = partial(handlers.start_saga, runner)
     return runner.consumer("saga", list(TOPICS), table)
