@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from notification import consumers
 from notification.api import build_router
 from notification.emails import SmtpClient, Templates
+from notification.handlers import Notifications
 from notification.sender import Sender
 from notification.settings import Settings
 from notification.webhooks import WebhookClient
@@ -51,8 +52,8 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         return runtime.pool
 
     runtime.sender = Sender(settings, pool, templates, smtp, WebhookClient(settings.webhook_timeout_seconds))
-    attempts = {"email": settings.email_max_attempts, "webhook": settings.webhook_max_attempts}
-    return create_app(runtime, [build_router(keys, attempts)], title="OMS notification")
+    service = Notifications({"email": settings.email_max_attempts, "webhook": settings.webhook_max_attempts})
+    return create_app(runtime, [build_router(keys, service)], title="OMS notification")
 
 
 _SAMPLE = {"customer_name": "Ana", "tracking_url": "http://example/track",

@@ -11,8 +11,9 @@ import asyncpg
 from notification import repository as repo
 from notification.domain import email_for
 from oms_contracts import Envelope
-from oms_platform.http import ApiError
+from oms_platform.errors import Conflict, NotFound
 from oms_platform.ids import uuid7
+from oms_platform.pagination import Keyset, Page, of_type
 
 
 @dataclass
@@ -57,10 +58,6 @@ class EventBatch:
         self.orders, self.emails, self.webhooks = [], [], []
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(404, "not_found", f"{what} not found")
-
-
 def subscription_view(row: asyncpg.Record) -> dict[str, Any]:
     """A subscription as the API shows it: never its secret."""
     return {"subscription_id": row["subscription_id"], "url": row["url"], "event_types": list(row["event_types"]),
@@ -82,32 +79,113 @@ def notification_view(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+NOTIFICATIONS = Keyset(key=lambda r: {"s": r["seq"]}, parse=lambda v: of_type(v["s"], int))
+SUBSCRIPTIONS = Keyset(key=lambda r: {"i": str(r["subscription_id"])}, parse=lambda v: UUID(v["i"]))
+
 # Which finished deliveries an operator may send again. An email only when it failed (a sent one
 # would reach the customer twice); a webhook also when sent (the receiver lost it; it dedupes by
 # X-OMS-Event-Id).
 REDELIVERABLE = {"email": ["failed"], "webhook": ["failed", "sent", "cancelled"]}
 
 
-async def redeliver(conn: asyncpg.Connection, notification_id: UUID, attempts: dict[str, int]) -> dict[str, Any]:
-    async with conn.transaction():
-        row = await repo.get_notification(conn, notification_id)
+class Notifications:
+    """The operator's and channels' requests."""
+
+    def __init__(self, attempts: dict[str, int]):
+        self.attempts = attempts  # the max attempts of a fresh try, by channel
+
+    # --- delivery log ---------------------------------------------------------------------------------
+
+    async def list_notifications(self, pool: asyncpg.Pool, *, order_id: UUID | None, status: str | None,
+                                 channel: str | None, cursor: str | None, limit: int) -> Page:
+        after = NOTIFICATIONS.after(cursor)
+        async with pool.acquire() as conn:
+            rows = await repo.list_notifications(conn, order_id=order_id, status=status, channel=channel,
+                                                 after=after, limit=limit + 1)
+        return NOTIFICATIONS.page(rows, limit, notification_view)
+
+    async def get_notification(self, pool: asyncpg.Pool, notification_id: UUID) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            row = await repo.get_notification(conn, notification_id)
         if row is None:
-            raise not_found("notification")
-        if row["channel"] == "webhook" and row["subscription_id"] is not None:
-            sub = await repo.get_subscription(conn, row["subscription_id"])
-            if sub is None:
-                raise ApiError(409, "conflict", "its webhook subscription was deleted")
-        allowed = REDELIVERABLE[row["channel"]]
-        updated = await repo.redeliver(conn, notification_id, attempts[row["channel"]], allowed)
-        if updated is None:
-            raise ApiError(409, "conflict", f"a {row['channel']} notification that is {row['status']} cannot be "
-                                            f"redelivered (only when {' or '.join(allowed)})")
-        await repo.wake_senders(conn)
-    return notification_view(updated)
+            raise NotFound(f"notification {notification_id} not found")
+        return notification_view(row)
 
+    async def redeliver(self, pool: asyncpg.Pool, notification_id: UUID) -> dict[str, Any]:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await repo.get_notification(conn, notification_id)
+            if row is None:
+                raise NotFound(f"notification {notification_id} not found")
+            if row["channel"] == "webhook" and await repo.get_subscription(conn, row["subscription_id"]) is None:
+                raise Conflict("its webhook subscription was deleted")
+            allowed = REDELIVERABLE[row["channel"]]
+            updated = await repo.redeliver(conn, notification_id, self.attempts[row["channel"]], allowed)
+            if updated is None:
+                raise Conflict(f"a {row['channel']} notification that is {row['status']} cannot be redelivered "
+                               f"(only when {' or '.join(allowed)})", code="not_redeliverable")
+            await repo.wake_senders(conn)
+        return notification_view(updated)
 
-async def delete_subscription(conn: asyncpg.Connection, subscription_id: UUID) -> None:
-    async with conn.transaction():
-        if await repo.set_subscription_status(conn, subscription_id, "deleted") is None:
-            raise not_found("webhook subscription")
-        await repo.cancel_deliveries(conn, subscription_id, datetime.now(UTC))
+    # --- webhook subscriptions ------------------------------------------------------------------------
+
+    async def create_subscription(self, pool: asyncpg.Pool, *, url: str, event_types: list[str], secret: str,
+                                  description: str | None) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            row = await repo.create_subscription(conn, uuid7(), url, event_types, secret, description)
+        return subscription_view(row)
+
+    async def list_subscriptions(self, pool: asyncpg.Pool, *, cursor: str | None, limit: int) -> Page:
+        after = SUBSCRIPTIONS.after(cursor)
+        async with pool.acquire() as conn:
+            rows = await repo.list_subscriptions(conn, after, limit + 1)
+        return SUBSCRIPTIONS.page(rows, limit, subscription_view)
+
+    async def get_subscription(self, pool: asyncpg.Pool, subscription_id: UUID) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            row = await repo.get_subscription(conn, subscription_id)
+        if row is None:
+            raise NotFound(f"webhook subscription {subscription_id} not found")
+        return subscription_view(row)
+
+    async def set_subscription_status(self, pool: asyncpg.Pool, subscription_id: UUID, status: str) -> dict[str, Any]:
+        """disabled: no new deliveries are recorded, those recorded wait; active: they go again."""
+        async with pool.acquire() as conn:
+            row = await repo.set_subscription_status(conn, subscription_id, status)
+            if status == "active":
+                await repo.wake_senders(conn)
+        if row is None:
+            raise NotFound(f"webhook subscription {subscription_id} not found")
+        return subscription_view(row)
+
+    async def delete_subscription(self, pool: asyncpg.Pool, subscription_id: UUID) -> None:
+        """Its unsent deliveries are cancelled; the delivery log keeps what was sent."""
+        async with pool.acquire() as conn, conn.transaction():
+            if await repo.set_subscription_status(conn, subscription_id, "deleted") is None:
+                raise NotFound(f"webhook subscription {subscription_id} not found")
+            await repo.cancel_deliveries(conn, subscription_id, datetime.now(UTC))
+
+    # --- preferences ----------------------------------------------------------------------------------
+
+    async def put_preferences(self, pool: asyncpg.Pool, channel: str | None, customer_id: str,
+                              non_essential_email: bool, locale: str | None) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            await self._check_customer(conn, channel, customer_id)
+            return dict(await repo.put_preferences(conn, customer_id, non_essential_email, locale))
+
+    async def get_preferences(self, pool: asyncpg.Pool, channel: str | None, customer_id: str) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            await self._check_customer(conn, channel, customer_id)
+            row = await repo.get_preferences(conn, customer_id)
+        # A customer who never chose gets every email, in the default language.
+        return dict(row) if row else {"customer_id": customer_id, "non_essential_email": True, "locale": None,
+                                      "updated_at": None}
+
+    @staticmethod
+    async def _check_customer(conn: asyncpg.Connection, channel: str | None, customer_id: str) -> None:
+        """A channel key (channel) reaches the customers of its own channel's orders, or one not seen
+        yet; another channel's customer is not found, so customer ids do not leak. None: an operator."""
+        if channel is None:
+            return
+        channels = await repo.customer_channels(conn, customer_id)
+        if channels and channel not in channels:
+            raise NotFound(f"customer {customer_id} not found")
