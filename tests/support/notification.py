@@ -3,6 +3,7 @@ webhook receivers (docs/examples/webhook_receiver.py), the event publishers (ord
 orchestrator, fulfilment, returns, billing) played over Kafka, and the service as a real process."""
 
 import asyncio
+import importlib.util
 import threading
 import time
 import uuid
@@ -20,7 +21,6 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from pydantic import BaseModel
 
-from docs.examples.webhook_receiver import make_handler
 from oms_contracts import new_envelope
 from oms_contracts.billing import RefundCompletedV1
 from oms_contracts.fulfilment import ShipmentDispatchedV1
@@ -28,11 +28,17 @@ from oms_contracts.inventory import StockLine
 from oms_contracts.orders import OrderPlacedV1, OrderStatusChangedV1
 from oms_contracts.returns import ReturnApprovedV1, ReturnLine
 from oms_contracts.topics import BILLING_EVENTS, ORDERS_EVENTS, ORDERS_STATUS, events
-from tests.conftest import ADMIN_TOKEN
+from tests.support.infra import ROOT
 from tests.support.orders import new_order
-from tests.support.services import ServiceProcess, free_port
+from tests.support.services import ADMIN_TOKEN, ServiceProcess, free_port
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+# docs/ is documentation, not a package: the example receiver is loaded from its file, as a reader runs it.
+_spec = importlib.util.spec_from_file_location("webhook_receiver", ROOT / "docs" / "examples" / "webhook_receiver.py")
+assert _spec is not None and _spec.loader is not None
+receiver_example = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(receiver_example)
 
 
 class SmtpSink:
@@ -73,7 +79,7 @@ class Receiver:
         self.failures = 0  # requests answered 500
         self.fail_until = 0.0  # time.monotonic() until which every request fails
         self.fail_next = 0  # this many next requests fail
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(secret, self._on_event))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), receiver_example.make_handler(secret, self._on_event))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/oms"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._lock = threading.Lock()

@@ -7,8 +7,7 @@ import uuid
 
 import pytest
 
-from docs.examples.webhook_receiver import verify
-from tests.support.notification import ADMIN, Receiver, customer, delivery_log, wait_for
+from tests.support.notification import ADMIN, Receiver, customer, delivery_log, receiver_example, wait_for
 
 SECRET = "whsec-0123456789abcdef"
 ALL = ["OrderPlaced", "OrderStatusChanged", "ShipmentDispatched", "ReturnApproved", "RefundCompleted"]
@@ -93,7 +92,7 @@ async def test_wrong_secret_is_refused_by_the_receiver_and_retried(notif, receiv
 
     [item] = await wait_for(retried, what="a retried delivery")
     assert item["last_error"].startswith("HTTP 401") and receiver.applied == []
-    assert not verify(SECRET, b"{}", "sha256=00")
+    assert not receiver_example.verify(SECRET, b"{}", "sha256=00")
 
 
 async def test_failing_receiver_gets_everything_in_order_and_others_are_not_slowed(notif, receivers):

@@ -3,6 +3,7 @@ the consumer, the API."""
 
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
 
 from notification import consumers
@@ -47,7 +48,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                       username=settings.smtp_username, password=settings.smtp_password,
                       timeout=settings.smtp_timeout_seconds)
 
-    def pool():  # noqa: ANN202 - the runtime's pool, once it started
+    def pool() -> asyncpg.Pool:  # the runtime's, once it started
         assert runtime.pool is not None
         return runtime.pool
 

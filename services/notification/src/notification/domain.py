@@ -71,7 +71,7 @@ def email_for(event_type: str, payload: dict[str, Any]) -> EmailIntent | None:
                    "at": payload["changed_at"]}
         return EmailIntent(template, f"{template}:{order}", context)
     if event_type == "ShipmentDispatched":
-        keep = ("shipment_id", "carrier", "service", "tracking_number", "lines", "dispatched_at")
+        keep: tuple[str, ...] = ("shipment_id", "carrier", "service", "tracking_number", "lines", "dispatched_at")
         return EmailIntent("shipment_dispatched", f"shipment:{payload['shipment_id']}",
                            {k: payload[k] for k in keep})
     if event_type == "ReturnApproved":
