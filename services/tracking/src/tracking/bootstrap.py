@@ -8,10 +8,11 @@ from fastapi import FastAPI
 
 from oms_contracts.topics import events
 from oms_platform.channel_keys import ChannelKeys
+from oms_platform.http import add_openapi_models
 from oms_platform.runtime import ServiceRuntime, create_app
 from tracking import api, page
 from tracking.consumers import timeline_consumer
-from tracking.handlers import Tracking
+from tracking.handlers import CarrierEvent, Tracking
 from tracking.settings import Settings
 from tracking.stream import TimelineListener
 
@@ -53,4 +54,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                          listener=listener, heartbeat=settings.stream_heartbeat_seconds),
         page.build_router(service, settings.tracking_link_secret),
     ]
-    return create_app(runtime, routers, title="OMS tracking")
+    app = create_app(runtime, routers, title="OMS tracking")
+    add_openapi_models(app, CarrierEvent)  # the webhook reads its raw body (to check the signature first)
+    return app

@@ -16,6 +16,7 @@ from prometheus_client import Gauge
 log = logging.getLogger(__name__)
 
 CHANNEL = "tracking_timeline"
+APPLICATION_NAME = "tracking-timeline-listener"  # how the LISTEN connection shows in pg_stat_activity
 STREAMS_OPEN = Gauge("oms_tracking_streams_open", "Live tracking streams open in this process")
 
 
@@ -66,7 +67,7 @@ class TimelineListener:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self.dsn)
+                conn = await asyncpg.connect(self.dsn, server_settings={"application_name": APPLICATION_NAME})
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notify)
