@@ -45,10 +45,8 @@ def build_router(service: Tracking, *, webhook_secret: str | None, caller: Calla
             raise unauthorized(f"{SIGNATURE_HEADER} must be sha256=<hex HMAC-SHA256 of the body>")
         scan = parse_json_body(CarrierEvent, body)
         result = await service.record_scan(pool(request), scan)
-        content = {"status": result.outcome, "event_id": scan.event_id,
-                   "order_id": str(result.order_id) if result.order_id else None,
-                   "shipment_id": str(result.shipment_id) if result.shipment_id else None,
-                   "shipment_status": result.shipment_status}
+        content = {"status": result.outcome, "event_id": scan.event_id, "order_id": str(result.order_id),
+                   "shipment_id": str(result.shipment_id), "shipment_status": result.shipment_status}
         return ORJSONResponse(content, 201 if result.outcome == "recorded" else 200)
 
     @router.get("/v1/orders/{order_id}/tracking")

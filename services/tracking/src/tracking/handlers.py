@@ -43,9 +43,9 @@ class CarrierEvent(BaseModel):
 @dataclass(frozen=True)
 class ScanResult:
     outcome: Literal["recorded", "duplicate"]
-    order_id: UUID | None = None
-    shipment_id: UUID | None = None
-    shipment_status: str | None = None
+    order_id: UUID
+    shipment_id: UUID
+    shipment_status: str
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -84,12 +84,12 @@ class Tracking:
         await repo.record_statuses(conn, list(statuses.values()))
         await repo.insert_shipments(conn, shipments)
         if moves:
-            current = await repo.lock_shipments(conn, [sid for sid, _ in moves])
+            before = await repo.lock_shipments(conn, [sid for sid, _ in moves])
+            current = dict(before)
             for sid, new in moves:  # in the order they happened
                 if sid in current and domain.warehouse_moves(current[sid], new):
                     current[sid] = new
-            changed = {sid: current[sid] for sid, _ in moves if sid in current}
-            await repo.set_shipment_statuses(conn, changed)
+            await repo.set_shipment_statuses(conn, {sid: st for sid, st in current.items() if st != before[sid]})
         await repo.insert_entries(conn, entries)
 
     # --- carrier webhook ----------------------------------------------------------------------------
@@ -99,9 +99,7 @@ class Tracking:
         news, adds it to the timeline, and queues its events: all in one transaction, or nothing."""
         async with pool.acquire() as conn, conn.transaction():
             ship = await repo.shipment_by_tracking(conn, scan.carrier, scan.tracking_number)
-            if ship is None:
-                if await repo.scan_seen(conn, scan.carrier, scan.event_id):
-                    return ScanResult("duplicate")
+            if ship is None:  # not (yet) known: the carrier retries, and then it may be
                 message = f"unknown tracking number {scan.tracking_number} for carrier {scan.carrier}"
                 raise NotFound(message, [Violation("tracking_number", "known_tracking_number", message)])
             order_id, shipment_id = ship["order_id"], ship["shipment_id"]

@@ -113,11 +113,6 @@ async def insert_scan(conn: asyncpg.Connection, *, carrier: str, carrier_event_i
     return row is not None
 
 
-async def scan_seen(conn: asyncpg.Connection, carrier: str, carrier_event_id: str) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT 1 FROM carrier_scans WHERE carrier = $1 AND carrier_event_id = $2", carrier, carrier_event_id))
-
-
 async def apply_scan(conn: asyncpg.Connection, shipment_id: UUID, status: str, at: datetime,
                      location: str | None, reason: str | None) -> None:
     await conn.execute(
