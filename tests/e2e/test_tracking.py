@@ -195,6 +195,15 @@ async def test_the_customer_page_needs_the_signed_token(system: System):
     assert {r.status_code for r in not_found} == {404}
     assert len({r.text for r in not_found}) == 1 and order_id not in not_found[0].text
 
+    # The page's live updates take the same token.
+    live = f"{base}/live"
+    async with system.http.stream("GET", live, params={"token": tracking_token(LINK_SECRET, order_id)}) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+        kind, state = await asyncio.wait_for(anext(sse_events(resp)), 10)
+        assert kind == "state" and state["shipments"][0]["latest_scan"]["status"] == "out_for_delivery"
+    forged = await system.http.get(live, params={"token": tracking_token("forged-secret", order_id)})
+    assert forged.status_code == 404 and forged.text == not_found[0].text
+
 
 # --- live stream and crashes (last: they add and kill tracking processes) ------------------------------
 

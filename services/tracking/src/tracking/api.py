@@ -65,9 +65,6 @@ def build_router(service: Tracking, *, webhook_secret: str | None, caller: Calla
 
         await load()  # 404 (or the channel's refusal) before the stream starts
         return StreamingResponse(
-            stream.events(listener, order_id, load, heartbeat), media_type="text/event-stream",
-            # No caching, and no buffering by nginx-like proxies: each event goes out as it happens.
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+            stream.events(listener, order_id, load, heartbeat), media_type="text/event-stream", headers=stream.HEADERS)
 
     return router

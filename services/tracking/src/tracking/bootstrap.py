@@ -52,7 +52,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     routers = [
         api.build_router(service, webhook_secret=settings.carrier_webhook_secret, caller=keys.caller,
                          listener=listener, heartbeat=settings.stream_heartbeat_seconds),
-        page.build_router(service, settings.tracking_link_secret),
+        page.build_router(service, settings.tracking_link_secret, listener, settings.stream_heartbeat_seconds),
     ]
     app = create_app(runtime, routers, title="OMS tracking")
     add_openapi_models(app, CarrierEvent)  # the webhook reads its raw body (to check the signature first)

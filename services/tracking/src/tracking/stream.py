@@ -97,6 +97,8 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
 
 
 HEARTBEAT = b": heartbeat\n\n"
+# No caching, and no buffering by nginx-like proxies: each event goes out as it happens.
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def events(listener: TimelineListener, order_id: UUID, load: Callable[[], Awaitable[dict[str, Any]]],
