@@ -16,7 +16,8 @@ from oms_contracts import new_envelope, orders
 from oms_contracts.fulfilment import ShipmentDispatchedV1, ShipmentInfo, ShipmentsCreatedV1, ShipmentStatusChangedV1
 from oms_contracts.inventory import StockLine
 from oms_platform.consumer import BatchProcessor
-from tests.integration.helpers import consumer_record, count_calls, eventually, migrated_pool
+from tests.integration.helpers import consumer_record, count_calls, migrated_pool
+from tests.support.polling import eventually
 from tests.unit.saga.factory import placed
 from tracking import repository as repo
 from tracking.consumers import timeline_consumer
