@@ -10,7 +10,7 @@ from tests.support.services import ServiceProcess
 
 pytestmark = pytest.mark.infra
 
-SESSION_TIMEOUT_S = 30
+SESSION_TIMEOUT_S = 60
 
 
 async def test_a_restarted_consumer_is_ready_well_within_the_session_timeout(infra, log_dir) -> None:
