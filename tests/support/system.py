@@ -57,15 +57,17 @@ TRACKING_EVENTS = events("tracking")
 # The consumer groups of each service (group id = "<service>.<consumer name><suffix>") and the
 # topics each reads (the ConsumerSpecs of the services' consumers modules).
 GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
-    "order-capture": {"order-status": (ORDERS_STATUS,)},
+    "order-capture": {"order-status": (ORDERS_STATUS,), "replacements": (events("returns"),)},
     "orchestrator": {"saga": (ORDERS_EVENTS, events("inventory"), events("fulfilment"), BILLING_EVENTS,
-                              TRACKING_EVENTS)},
+                              TRACKING_EVENTS), "returns": (events("returns"),)},
     "inventory": {"commands": (commands("inventory"),)},
     "fulfilment": {"commands": (commands("fulfilment"),), "deliveries": (TRACKING_EVENTS,)},
     # Not in SERVICES: a module that needs it starts System with services=(*SERVICES, "tracking").
     "tracking": {"timeline": (ORDERS_EVENTS, ORDERS_STATUS, events("inventory"), events("fulfilment"), BILLING_EVENTS,
                               events("returns")),
                  "channel-keys": (CHANNELS_EVENTS,)},
+    "returns": {"copies": (ORDERS_EVENTS, ORDERS_STATUS, events("fulfilment"), TRACKING_EVENTS, events("inventory")),
+                "saga": (events("inventory"), BILLING_EVENTS, ORDERS_EVENTS)},
 }
 
 # Statuses an order does not leave in the saga (a wait for another status can stop there).

@@ -12,9 +12,9 @@ from aiokafka import ConsumerRecord
 import fulfilment
 from fulfilment import consumers
 from fulfilment import repository as repo
-from fulfilment.carriers import BuiltinCarrier, Carriers, SerialBlocks
 from fulfilment.domain import DEFAULT_RULES
 from fulfilment.handlers import Fulfilment
+from oms_carriers.carriers import BuiltinCarrier, Carriers, SerialBlocks
 from oms_contracts import new_envelope
 from oms_platform.consumer import BatchProcessor
 from oms_platform.ids import uuid7

@@ -3,7 +3,7 @@ oms.fulfilment.events carry the command's event_id as causation_id."""
 
 import pytest
 
-from fulfilment.domain import is_valid_tracking_number
+from oms_carriers.numbers import is_valid_tracking_number
 from oms_platform.ids import uuid7
 from tests.integration.fulfilment.support import (
     SERVICE_NAME,

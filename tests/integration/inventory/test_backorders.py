@@ -145,3 +145,21 @@ async def test_each_sku_has_its_own_queue_older_backorders_of_other_skus_do_not_
     await db.execute(
         "DELETE FROM reservations WHERE order_id IN (SELECT order_id FROM backorder_lines WHERE sku = $1)", other
     )
+
+
+async def test_sku_settings_are_published_in_order_keyed_by_the_sku(put, replies):
+    """PUT /v1/skus/{sku} publishes SkuSettingsChanged (returns keeps its own copy of `returnable`),
+    keyed like LowStock by the SKU, each change once and in the order they were made."""
+    from inventory.handlers.effects import sku_key
+
+    sku = unique("SET")
+    await put(f"/v1/skus/{sku}", {"returnable": False, "low_stock_threshold": 2})
+    await put(f"/v1/skus/{sku}", {"returnable": True})
+
+    def changes() -> list[dict]:
+        return [e for e in replies.all() if e["event_type"] == "SkuSettingsChanged" and e["payload"]["sku"] == sku]
+
+    await replies.reader.wait_for(lambda _: len(changes()) >= 2)
+    got = changes()
+    assert [(c["payload"]["returnable"], c["payload"]["low_stock_threshold"]) for c in got] == [(False, 2), (True, 0)]
+    assert {c["order_id"] for c in got} == {str(sku_key(sku))}

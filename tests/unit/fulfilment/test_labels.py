@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fulfilment.labels import LabelData, render_label
+from oms_carriers.labels import LabelData, render_label
 from oms_contracts.inventory import StockLine
 from oms_contracts.orders import Address
 from oms_platform.ids import uuid7

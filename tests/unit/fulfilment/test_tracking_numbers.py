@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from fulfilment.carriers import BookingRequest, BuiltinCarrier, SerialBlocks
-from fulfilment.domain import check_digit, is_valid_tracking_number, tracking_number
+from oms_carriers.carriers import BookingRequest, BuiltinCarrier, SerialBlocks
+from oms_carriers.numbers import check_digit, is_valid_tracking_number, tracking_number
 from oms_contracts.orders import Address
 from oms_platform.ids import uuid7
 

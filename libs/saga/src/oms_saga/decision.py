@@ -46,9 +46,10 @@ class Decision(ABC):
 
     def send(self, message: Send) -> Envelope:
         trig = self.trigger
+        order_id = self.saga.order_of(self.view()) if self.saga.order_of else self.s.order_id
         env = new_envelope(
-            message.event, producer=self.saga.producer, order_id=self.s.order_id,
-            correlation_id=(trig.correlation_id if trig else None) or self.s.order_id,
+            message.event, producer=self.saga.producer, order_id=order_id,
+            correlation_id=(trig.correlation_id if trig else None) or order_id,
             causation_id=trig.event_id if trig else None, occurred_at=self.now,
         )
         self.t.messages.append((message.topic, env))

@@ -207,7 +207,9 @@ class Saga:
     compatibly, or existing sagas stop loading). `cancel_on` events ask to cancel; `cancel` answers
     with an End (compensate and end so), an Outcome of kind ignore carrying the refusal messages in
     `emit`, or None (nothing to do). `remember` lists events kept when they arrive before the step
-    that awaits them."""
+    that awaits them. `order_of`: for a saga keyed by something other than its order (e.g. one per
+    return), the order its messages are about: their envelope order_id (so their Kafka key) is that
+    order, not the saga's key."""
 
     name: str
     producer: str
@@ -218,6 +220,7 @@ class Saga:
     cancel_on: Iterable[type[BaseModel]] = frozenset()
     cancel: CancelPolicy | None = None
     remember: Iterable[type[BaseModel]] = frozenset()
+    order_of: Callable[[SagaView], UUID] | None = None
     _cancel_on: frozenset[EventKey] = field(init=False, repr=False, compare=False)
     _remember: frozenset[EventKey] = field(init=False, repr=False, compare=False)
 

@@ -84,11 +84,12 @@ class SagaRunner:
         tr = engine.start(self.saga, existing, order_id, data, Incoming.of(ctx.envelope, ctx.payload), now)
         return await self._write(ctx, tr, now)
 
-    async def handle(self, ctx: MessageContext) -> Transition:
-        """Applies a consumed event to its order's saga."""
+    async def handle(self, ctx: MessageContext, key: UUID | None = None) -> Transition:
+        """Applies a consumed event to its order's saga (or to the saga of `key`, for sagas keyed by
+        something other than the order, e.g. a return)."""
         now = self.clock()
         incoming = Incoming.of(ctx.envelope, ctx.payload)
-        state = await self._load(ctx.conn, incoming.order_id)
+        state = await self._load(ctx.conn, key or incoming.order_id)
         tr = engine.handle(self.saga, state, incoming, now)
         if tr.state is None:
             log.debug("%s for order %s: no %s saga; ignored", incoming.event_type, incoming.order_id, self.saga.name)

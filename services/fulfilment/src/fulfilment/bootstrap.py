@@ -8,10 +8,10 @@ from fastapi import FastAPI
 from fulfilment import consumers
 from fulfilment import repository as repo
 from fulfilment.api import build_router
-from fulfilment.carriers import BuiltinCarrier, Carriers, SerialBlocks
 from fulfilment.domain import DEFAULT_RULES, CarrierRule, parse_rules
 from fulfilment.handlers import Fulfilment
 from fulfilment.settings import Settings
+from oms_carriers.carriers import BuiltinCarrier, Carriers, SerialBlocks
 from oms_contracts.topics import events
 from oms_platform.runtime import ServiceRuntime, create_app
 

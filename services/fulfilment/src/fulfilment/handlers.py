@@ -11,7 +11,6 @@ import asyncpg
 from pydantic import BaseModel
 
 from fulfilment import repository as repo
-from fulfilment.carriers import BookingRequest, Carriers
 from fulfilment.domain import (
     CANCELLABLE,
     LEFT_BUILDING,
@@ -22,7 +21,8 @@ from fulfilment.domain import (
     next_status,
     plan_shipments,
 )
-from fulfilment.labels import LabelData
+from oms_carriers.carriers import BookingRequest, Carriers
+from oms_carriers.labels import LabelData
 from oms_contracts.fulfilment import (
     CancelShipmentsV1,
     CreateShipmentsV1,

@@ -9,7 +9,7 @@ from oms_contracts.topics import BILLING_REQUESTS, ORDERS_STATUS, commands
 from oms_platform.runtime import ServiceRuntime, create_app
 from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
 from oms_saga.runner import DeadlineTicker, SagaRunner
-from orchestrator import consumers
+from orchestrator import consumers, returns
 from orchestrator.api import build_router
 from orchestrator.domain import order_saga
 from orchestrator.settings import Settings
@@ -29,7 +29,7 @@ class OrchestratorRuntime(ServiceRuntime):
             # saga/<file>; the orchestrator's own folder holds only what is the orchestrator's.
             migrations=MIGRATIONS,
             lib_migrations=[("saga", ENGINE_MIGRATIONS)],
-            consumers=[consumers.saga_consumer(runner)],
+            consumers=[consumers.saga_consumer(runner), returns.RETURNS],
             produces=list(PRODUCES),
         )
         self.ticker = DeadlineTicker(runner, lambda: self.pool, interval=settings.tick_interval_seconds,

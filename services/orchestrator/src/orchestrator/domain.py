@@ -43,6 +43,11 @@ ALLOWED_STATUS_CHANGES: dict[str, frozenset[str]] = {
     "confirmed": frozenset({"partially_shipped", "shipped", "rejected", "cancelled"}),
     "partially_shipped": frozenset({"shipped"}),
     "shipped": frozenset({"delivered"}),
+    # After delivery the status follows the order's returns (returns.py), never backwards; back to
+    # delivered only when the order's only return was cancelled before any unit came back.
+    "delivered": frozenset({"return_requested", "partially_returned", "returned"}),
+    "return_requested": frozenset({"partially_returned", "returned", "delivered"}),
+    "partially_returned": frozenset({"returned"}),
 }
 
 

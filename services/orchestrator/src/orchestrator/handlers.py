@@ -10,6 +10,7 @@ from oms_platform.consumer import MessageContext
 from oms_platform.errors import NotFound
 from oms_platform.pagination import Keyset, Page
 from oms_saga.runner import SagaRunner
+from oms_saga.view import saga_view
 from orchestrator import repository as repo
 from orchestrator.domain import initial_data
 
@@ -26,12 +27,10 @@ async def apply_event(runner: SagaRunner, ctx: MessageContext) -> None:
 
 async def get_saga(pool: asyncpg.Pool, saga_type: str, order_id: UUID) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        row = await repo.saga_by_order(conn, saga_type, order_id)
-        if row is None:
-            raise NotFound(f"no {saga_type} saga for order {order_id}")
-        steps = await repo.steps(conn, row["saga_id"])
-        notes = await repo.notes(conn, row["saga_id"])
-    return {**dict(row), "steps": [dict(s) for s in steps], "ignored_messages": [dict(n) for n in notes]}
+        found = await saga_view(conn, saga_type, order_id)
+    if found is None:
+        raise NotFound(f"no {saga_type} saga for order {order_id}")
+    return found
 
 
 # Newest first, before the last saga id of a page.

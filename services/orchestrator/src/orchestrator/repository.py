@@ -5,31 +5,7 @@ from uuid import UUID
 import asyncpg
 
 from oms_platform.sql import Where
-
-SAGA_COLUMNS = """saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason, deadline_at,
-    attempts, created_at, updated_at"""
-
-
-async def saga_by_order(conn: asyncpg.Connection, saga_type: str, order_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {SAGA_COLUMNS} FROM saga_instances WHERE saga_type = $1 AND order_id = $2", saga_type, order_id
-    )
-
-
-async def steps(conn: asyncpg.Connection, saga_id: UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT seq, step, kind, started_at, finished_at, attempts, outcome, detail
-           FROM saga_steps WHERE saga_id = $1 ORDER BY seq""",
-        saga_id,
-    )
-
-
-async def notes(conn: asyncpg.Connection, saga_id: UUID, limit: int = 200) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT at, event_type, event_id, causation_id, disposition, detail
-           FROM saga_log WHERE saga_id = $1 ORDER BY id LIMIT $2""",
-        saga_id, limit,
-    )
+from oms_saga.view import SAGA_COLUMNS
 
 
 async def list_sagas(

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
 from oms_platform.http import add_openapi_models
 from oms_platform.runtime import ServiceRuntime, create_app
-from order_capture import consumers
+from order_capture import consumers, replacements
 from order_capture.api import build_router
 from order_capture.domain import OrderIn
 from order_capture.handlers import ApiKeys
@@ -19,7 +19,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     runtime = ServiceRuntime(
         settings,
         migrations=Path(__file__).parent / "migrations",
-        consumers=[consumers.STATUS],
+        consumers=[consumers.STATUS, replacements.REPLACEMENTS],
         produces=[ORDERS_EVENTS, CHANNELS_EVENTS],
     )
     keys = ApiKeys(lambda: runtime.pool, settings.api_key_cache_seconds)

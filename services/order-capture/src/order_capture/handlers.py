@@ -5,6 +5,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -125,17 +126,20 @@ def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     return v
 
 
-async def place_order(
-    pool: asyncpg.Pool, order: OrderIn, idempotency_key: str, relay: outbox.OutboxRelay | None = None
-) -> dict[str, Any]:
-    """Stores the order, its idempotency key and its OrderPlaced event in one statement. A repeat of
-    the same key and body returns the first response; a different body with the key is a conflict."""
-    errors = business_rule_errors(order)
-    if errors:
-        raise RuleBroken.of(errors)
+@dataclass(frozen=True)
+class Placement:
+    """What placing one order writes in one statement: its row, its idempotency record (request hash
+    and first response) and its OrderPlaced message."""
+
+    row: dict[str, Any]
+    view: dict[str, Any]
+    digest: bytes
+    message: outbox.OutgoingMessage
+
+
+def placement(order: OrderIn, order_id: UUID) -> Placement:
     body = order.model_dump(mode="json")
     digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
-    order_id = uuid7()
     now = datetime.now(UTC)
     total = order_total(order.lines)
     created_at = now.isoformat()
@@ -154,6 +158,19 @@ async def place_order(
         producer=PRODUCER, order_id=order_id,
     )
     row = {**body, "order_id": order_id, "created_at": now, "total": total, "lines": view["lines"]}
+    return Placement(row, view, digest, message)
+
+
+async def place_order(
+    pool: asyncpg.Pool, order: OrderIn, idempotency_key: str, relay: outbox.OutboxRelay | None = None
+) -> dict[str, Any]:
+    """Stores the order, its idempotency key and its OrderPlaced event in one statement. A repeat of
+    the same key and body returns the first response; a different body with the key is a conflict."""
+    errors = business_rule_errors(order)
+    if errors:
+        raise RuleBroken.of(errors)
+    p = placement(order, uuid7())
+    row, view, digest, message = p.row, p.view, p.digest, p.message
     wake_here = relay is not None and relay.leads  # then the relay is woken here, not through pg_notify
     async with pool.acquire() as conn:
         try:

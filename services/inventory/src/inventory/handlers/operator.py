@@ -1,12 +1,14 @@
 """Operator use cases behind the HTTP API: locations, SKU settings, setting stock, and the read views."""
 
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from inventory import repository as repo
-from inventory.handlers.effects import Cause, Outgoing, alert_low_stock, serve_backorders
+from inventory.handlers.effects import Cause, Outgoing, alert_low_stock, serve_backorders, sku_key
+from oms_contracts.inventory import SkuSettingsChangedV1
 from oms_platform import outbox
 from oms_platform.errors import Conflict, NotFound, Violation
 from oms_platform.pagination import Keyset, Page, of_type
@@ -55,11 +57,16 @@ async def put_location(pool: asyncpg.Pool, location_id: str, name: str, country:
 
 async def put_sku(pool: asyncpg.Pool, sku: str, allow_backorder: bool, threshold: int, returnable: bool, *,
                   producer: str) -> tuple[dict, bool]:
-    """Stores the settings; a threshold now above the available units raises LowStock at once."""
+    """Stores the settings and publishes them (SkuSettingsChanged: other services keep their own copy,
+    e.g. returns its `returnable`); a threshold now above the available units raises LowStock at once."""
     out = Outgoing(producer)
     async with pool.acquire() as conn, conn.transaction():
         await repo.lock_inventory(conn)
         r = await repo.upsert_sku_settings(conn, sku, allow_backorder, threshold, returnable)
+        changed = SkuSettingsChangedV1(sku=sku, allow_backorder=r["allow_backorder"],
+                                       low_stock_threshold=r["low_stock_threshold"], returnable=r["returnable"],
+                                       changed_at=datetime.now(UTC))
+        out.add(changed, order_id=sku_key(sku), cause=Cause())
         await alert_low_stock(conn, [sku], out, Cause())
         await outbox.enqueue(conn, out.messages)
     return {"sku": sku, **{k: r[k] for k in SKU_DEFAULTS}}, r["created"]

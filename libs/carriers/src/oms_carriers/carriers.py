@@ -1,4 +1,5 @@
 """Carrier adapters: the one place that talks to a carrier (book a shipment, get its label, cancel it).
+Shared by fulfilment (outbound shipments) and returns (return labels).
 
 Adding a carrier:
 
@@ -12,7 +13,7 @@ Adding a carrier:
      `render_label` draws the standard one).
    - `cancel(tracking_number)`: void the booking; it is best effort (a failure is logged, and the
      shipment is cancelled here regardless, because it will never be dispatched).
-2. Register an instance in `bootstrap.build_carriers` under its name and add rules naming it to the
+2. Register an instance in the service's `bootstrap.build_carriers` under its name and add rules naming it to the
    CARRIER_RULES_FILE. The service refuses to start when a rule names a carrier with no adapter.
 
 Adapters are called inside the transaction that stores the shipment, so keep their calls short
@@ -26,8 +27,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
-from fulfilment.domain import tracking_number
-from fulfilment.labels import LabelData, render_label
+from oms_carriers.labels import LabelData, render_label
+from oms_carriers.numbers import tracking_number
 from oms_contracts.inventory import StockLine
 from oms_contracts.orders import Address
 

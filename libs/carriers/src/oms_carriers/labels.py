@@ -34,6 +34,10 @@ class LabelData:
     tracking_number: str
     lines: tuple[StockLine, ...]
     created_at: datetime
+    # A return label names the customer as the sender (their address lines) and the return as its
+    # reference; a shipping label leaves these empty (the sender is the shipping location).
+    sender_lines: tuple[str, ...] = ()
+    kind: str = "Shipment"
 
 
 def _fit(text: str, font: str, size: float, width: float) -> str:
@@ -49,7 +53,7 @@ def render_label(data: LabelData, *, compress: bool = True) -> bytes:
     """The label as PDF bytes. `compress=False` leaves the page stream readable (for inspection)."""
     buf = io.BytesIO()
     c = Canvas(buf, pagesize=PAGE, pageCompression=1 if compress else 0, invariant=1)
-    c.setTitle(f"Shipping label {data.tracking_number}")
+    c.setTitle(f"{'Return' if data.kind == 'Return' else 'Shipping'} label {data.tracking_number}")
     c.setAuthor(data.sender_name)
     width, height = PAGE
     inner = width - 2 * MARGIN
@@ -65,7 +69,8 @@ def render_label(data: LabelData, *, compress: bool = True) -> bytes:
     y -= 8
     c.line(MARGIN, y, width - MARGIN, y)
 
-    y = _block(c, y - 12, "FROM", [data.sender_name, f"Location {data.location_id}"], 8, inner)
+    sender = list(data.sender_lines) or [data.sender_name, f"Location {data.location_id}"]
+    y = _block(c, y - 12, "FROM", sender, 8, inner)
     a = data.recipient
     city = f"{a.postal_code} {a.city}"
     to_lines = [a.name, a.line1, *([a.line2] if a.line2 else []), city, a.country.upper()]
@@ -84,7 +89,7 @@ def render_label(data: LabelData, *, compress: bool = True) -> bytes:
 
     c.setFont("Helvetica", 7)
     y -= 16
-    for text in (f"Order {data.order_id}", f"Shipment {data.shipment_id}",
+    for text in (f"Order {data.order_id}", f"{data.kind} {data.shipment_id}",
                  f"Created {data.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"):
         c.drawString(MARGIN, y, text)
         y -= 9

@@ -1,0 +1,82 @@
+"""HTTP API of returns (CONTRACT.md, Returns): the order's channel (or an operator) requests and reads
+returns; operators receive them. Refusals answer 422 naming each line's rule, nothing stored."""
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from oms_platform.http import ApiError, ORJSONResponse, decode_cursor, field_error
+from returns import domain
+from returns.handlers import Caller, Returns
+from returns.saga import SAGA_TYPE
+from returns.views import saga_view
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+ReturnStatus = Literal["awaiting_receipt", "received", "refunded", "exchanged", "closed", "cancelled"]
+
+
+def build_router(service: Returns, caller: Callable[..., Awaitable[Caller]]) -> APIRouter:
+    router = APIRouter(prefix="/v1/returns", tags=["returns"])
+    CallerDep = Annotated[Caller, Depends(caller)]
+
+    async def operator(who: CallerDep) -> Caller:
+        if not who.operator:
+            raise ApiError(403, "forbidden", "only an operator can do this")
+        return who
+
+    OperatorDep = Annotated[Caller, Depends(operator)]
+
+    def pool(request: Request) -> Any:
+        return request.app.state.runtime.pool
+
+    @router.post("", status_code=201)
+    async def request_return(request: Request, body: domain.ReturnIn, who: CallerDep) -> ORJSONResponse:
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            raise field_error("Idempotency-Key", "required", "the Idempotency-Key header is required")
+        if not _IDEMPOTENCY_KEY.match(key):
+            raise field_error("Idempotency-Key", "printable_1_to_255", "must be 1 to 255 printable ASCII characters")
+        view, _ = await service.request(pool(request), body, key, who)
+        return ORJSONResponse(view, 201, headers={"Location": f"/v1/returns/{view['return_id']}"})
+
+    @router.get("")
+    async def list_returns(
+        request: Request, who: CallerDep, order_id: UUID | None = None, status: ReturnStatus | None = None,
+        cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> dict[str, Any]:
+        after = decode_cursor(cursor)
+        try:
+            before = UUID(after["i"]) if after else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise field_error("cursor", "invalid_cursor", "cursor is not one this API returned") from exc
+        return await service.list(pool(request), who, order_id=order_id, status=status, before=before, limit=limit)
+
+    @router.get("/{return_id}")
+    async def get_return(request: Request, return_id: UUID, who: CallerDep) -> dict[str, Any]:
+        return await service.get(pool(request), return_id, who)
+
+    @router.get("/{return_id}/label", response_class=Response,
+                responses={200: {"content": {"application/pdf": {}}, "description": "the return label (PDF)"}})
+    async def label(request: Request, return_id: UUID, who: CallerDep) -> Response:
+        pdf, tracking = await service.label(pool(request), return_id, who)
+        safe = "".join(c for c in tracking if c.isalnum()) or "return"
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="return-label-{safe}.pdf"'})
+
+    @router.get("/{return_id}/saga")
+    async def saga(request: Request, return_id: UUID, _: OperatorDep) -> dict[str, Any]:
+        """The return's saga as the orchestrator shows an order's: state, current step, every step."""
+        return await saga_view(pool(request), SAGA_TYPE, return_id)
+
+    @router.post("/{return_id}/receive")
+    async def receive(request: Request, return_id: UUID, body: domain.ReceiveIn, _: OperatorDep) -> dict[str, Any]:
+        return await service.receive(pool(request), return_id, body)
+
+    @router.post("/{return_id}/cancel")
+    async def cancel(request: Request, return_id: UUID, body: domain.CancelIn, who: CallerDep) -> dict[str, Any]:
+        return await service.cancel(pool(request), return_id, body.reason, who)
+
+    return router

@@ -1,0 +1,63 @@
+"""Builds the returns service: settings, the return saga and its runner, carrier adapters for the
+labels, runtime (with the saga's deadline ticker), API."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from oms_carriers.carriers import BuiltinCarrier, Carriers, SerialBlocks
+from oms_contracts.topics import BILLING_REQUESTS, commands, events
+from oms_platform.http import add_openapi_models
+from oms_platform.runtime import ServiceRuntime, create_app
+from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
+from oms_saga.runner import DeadlineTicker, SagaRunner
+from returns import consumers
+from returns import repository as repo
+from returns.api import build_router
+from returns.auth import caller_dependency
+from returns.domain import ReturnIn
+from returns.handlers import Returns
+from returns.saga import return_saga
+from returns.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+PRODUCES = (events("returns"), BILLING_REQUESTS, commands("inventory"))
+
+
+class ReturnsRuntime(ServiceRuntime):
+    """The platform runtime plus the return sagas' deadline ticker, started once the pool exists."""
+
+    def __init__(self, settings: Settings, runner: SagaRunner):
+        super().__init__(settings, migrations=MIGRATIONS, lib_migrations=[("saga", ENGINE_MIGRATIONS)],
+                         consumers=[consumers.COPIES, consumers.saga_consumer(runner)], produces=list(PRODUCES))
+        self.ticker = DeadlineTicker(runner, lambda: self.pool, interval=settings.tick_interval_seconds,
+                                     batch_size=settings.tick_batch_size)
+
+    async def start(self) -> None:
+        await super().start()
+        self.ticker.start()
+
+    async def stop(self) -> None:
+        await self.ticker.stop()
+        await super().stop()
+
+
+def build_carriers(settings: Settings, runtime: ServiceRuntime) -> Carriers:
+    async def draw(n: int) -> list[int]:
+        assert runtime.pool is not None
+        return await repo.next_label_serials(runtime.pool, n)
+
+    serials = SerialBlocks(draw, 20)
+    return Carriers([BuiltinCarrier(settings.label_carrier, serials, prefix=settings.tracking_prefix,
+                                    country=settings.tracking_country)])
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    saga = return_saga(settings.deadlines(), producer=settings.service_name)
+    runtime = ReturnsRuntime(settings, SagaRunner(saga))
+    service = Returns(saga, build_carriers(settings, runtime), settings)
+    router = build_router(service, caller_dependency(settings.oms_admin_token))
+    app = create_app(runtime, [router], title="OMS returns")
+    add_openapi_models(app, ReturnIn)
+    return app

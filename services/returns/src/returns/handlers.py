@@ -1,0 +1,274 @@
+"""Use cases of the returns service: request (eligibility, label, saga start), receive, cancel, and
+the read views. Each runs in one transaction with its outgoing messages (outbox)."""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+import asyncpg
+import orjson
+
+from oms_carriers.carriers import BookingRequest, Carriers
+from oms_carriers.labels import LabelData
+from oms_contracts.inventory import StockLine
+from oms_contracts.orders import Address
+from oms_contracts.returns import ReceivedLine, ReturnApprovedV1, ReturnClosedV1, ReturnLine, ReturnReceivedV1
+from oms_platform import outbox
+from oms_platform.http import ApiError, encode_cursor
+from oms_platform.ids import uuid7
+from oms_saga import engine, store
+from oms_saga.definition import Saga
+from oms_saga.state import Incoming, Transition
+from returns import domain
+from returns import repository as repo
+from returns.saga import RETURNS_EVENTS, ReturnCancellationRequested
+
+_REPLACEMENT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:oms:returns:replacement-order")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls: an operator (every channel) or a sales channel (its own orders only)."""
+
+    operator: bool
+    channel: str | None
+
+
+def replacement_order_id(return_id: UUID) -> UUID:
+    """The exchange's replacement order id, chosen here so that order capture places it once."""
+    return uuid5(_REPLACEMENT_NAMESPACE, str(return_id))
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def return_view(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    v = dict(r)
+    for k in ("return_id", "order_id", "replacement_order_id"):
+        v[k] = str(v[k]) if v.get(k) else None
+    for k in ("created_at", "updated_at"):
+        v[k] = _iso(v[k])
+    v["label_url"] = f"/v1/returns/{v['return_id']}/label"
+    return v
+
+
+def _visible(row: Any, caller: Caller, what: str) -> None:
+    # Another channel's order or return is answered as not found, so ids do not leak across channels.
+    if row is None or (not caller.operator and row["channel"] != caller.channel):
+        raise ApiError(404, "not_found", f"{what} not found")
+
+
+class Returns:
+    def __init__(self, saga: Saga, carriers: Carriers, settings: Any):
+        self.saga, self.carriers, self.settings = saga, carriers, settings
+
+    # --- request --------------------------------------------------------------------------------------
+
+    async def request(self, pool: asyncpg.Pool, body: domain.ReturnIn, key: str, caller: Caller) -> tuple[dict, bool]:
+        """Approves an eligible return (422 naming each refused line's rule otherwise), books its label and
+        starts its saga, all in one transaction under the order's lock. Returns (view, created)."""
+        order_id = UUID(body.order_id)
+        digest = hashlib.sha256(orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).digest()
+        now = datetime.now(UTC)
+        async with pool.acquire() as conn, conn.transaction():
+            order = await repo.lock_order(conn, order_id)
+            _visible(order, caller, f"order {order_id}")
+            scope = caller.channel or order["channel"]
+            first = await repo.get_idempotency_key(conn, scope, key)
+            if first is not None:
+                return self._repeat(first, digest), False
+            facts = await repo.order_facts(conn, order_id)
+            got = domain.delivered(order["lines"], facts["shipments"], _deliveries(facts["deliveries"]))
+            skus = [li.sku for li in body.lines]
+            errors = domain.eligibility_errors(
+                body.lines, order["lines"], got, _requested(facts["returns"]), await repo.returnable(conn, skus),
+                now, self.settings.window_days(order["channel"]))
+            if errors:
+                summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+                raise ApiError(422, "not_eligible", f"not eligible for return: {summary}", errors)
+            view = await self._approve(conn, order, body, now)
+            if not await repo.claim_idempotency_key(conn, scope, key, digest, UUID(view["return_id"]), view):
+                raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used for another request",
+                               [{"field": "Idempotency-Key", "rule": "same_body_for_same_key",
+                                 "message": "already used"}])
+        return view, True
+
+    @staticmethod
+    def _repeat(first: asyncpg.Record, digest: bytes) -> dict[str, Any]:
+        if first["request_hash"] != digest:
+            raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body",
+                           [{"field": "Idempotency-Key", "rule": "same_body_for_same_key",
+                             "message": f"already used for return {first['return_id']}"}])
+        return first["response"]
+
+    async def _approve(self, conn: asyncpg.Connection, order: asyncpg.Record, body: domain.ReturnIn,
+                       now: datetime) -> dict[str, Any]:
+        return_id, order_id = uuid7(), order["order_id"]
+        prices = {li["sku"]: li["unit_price"] for li in order["lines"]}
+        lines = [{"sku": li.sku, "quantity": li.quantity, "reason": li.reason, "unit_price": prices[li.sku]}
+                 for li in body.lines]
+        carrier = self.carriers.get(self.settings.label_carrier)
+        booking = await carrier.create_shipment(BookingRequest(
+            reference=f"return/{return_id}", shipment_id=return_id, order_id=order_id, service="return",
+            origin_location_id="customer", destination=self.returns_address(),
+            lines=tuple(StockLine(sku=li.sku, quantity=li.quantity) for li in body.lines)))
+        history = [{"status": s, "at": now.isoformat()} for s in ("requested", "approved", "awaiting_receipt")]
+        replacement = replacement_order_id(return_id) if body.resolution == "exchange" else None
+        row = {"return_id": return_id, "order_id": order_id, "channel": order["channel"],
+               "resolution": body.resolution, "status": "awaiting_receipt", "lines": lines,
+               "currency": order["currency"], "replacement_order_id": replacement, "carrier": carrier.name,
+               "tracking_number": booking.tracking_number, "history": history, "created_at": now}
+        await repo.insert_return(conn, row)
+        data = {"return_id": str(return_id), "order_id": str(order_id), "channel": order["channel"],
+                "resolution": body.resolution, "currency": order["currency"], "lines": lines, "received": [],
+                "replacement_order_id": str(replacement) if replacement else None, "status": "awaiting_receipt",
+                "history": history}
+        tr = engine.start(self.saga, None, return_id, data, None, now)
+        approved = ReturnApprovedV1(
+            order_id=order_id, return_id=return_id, channel=order["channel"], resolution=body.resolution,
+            lines=[ReturnLine(sku=li.sku, quantity=li.quantity, reason=li.reason) for li in body.lines],
+            approved_at=now, order_status="return_requested")
+        await self._save(conn, tr, now, [approved], order_id)
+        return return_view({**row, "outcome": None, "received": None, "refund_amount": None, "updated_at": now})
+
+    def returns_address(self) -> Address:
+        s = self.settings
+        return Address(name=s.returns_address_name, line1=s.returns_address_line1, city=s.returns_address_city,
+                       postal_code=s.returns_address_postal_code, country=s.returns_address_country)
+
+    async def _save(self, conn: asyncpg.Connection, tr: Transition, now: datetime, extra: list[Any],
+                    order_id: UUID) -> None:
+        await store.save(conn, tr, now)
+        messages = [outbox.envelope_message(topic, env) for topic, env in tr.messages]
+        messages += [outbox.event_message(RETURNS_EVENTS, e, producer=self.saga.producer, order_id=order_id)[1]
+                     for e in extra]
+        await outbox.enqueue(conn, messages)
+
+    # --- receive and cancel ---------------------------------------------------------------------------
+
+    async def receive(self, pool: asyncpg.Pool, return_id: UUID, body: domain.ReceiveIn) -> dict[str, Any]:
+        """The desk received and inspected the parcel: the saga restocks the resellable units, then refunds
+        (or places the replacement order). Once per return (then 409 naming its status)."""
+        now = datetime.now(UTC)
+        async with pool.acquire() as conn, conn.transaction():
+            ret = await repo.get_return(conn, return_id)
+            _visible(ret, Caller(True, None), f"return {return_id}")
+            order = await repo.lock_order(conn, ret["order_id"])
+            state = await store.load(conn, self.saga.name, return_id)
+            if state is None or state.step != "await_receipt" or state.state != "running":
+                status = state.data["status"] if state else ret["status"]
+                raise ApiError(409, "not_awaiting_receipt", f"return {return_id} is {status}; only a return "
+                               "awaiting receipt can be received")
+            errors = domain.receipt_errors(body, state.data["lines"])
+            if errors:
+                raise ApiError(422, "validation_failed", f"invalid receipt: {errors[0]['message']}", errors)
+            facts = await repo.order_facts(conn, ret["order_id"])
+            location = body.location_id or _shipped_from(facts["shipments"], body.lines[0].sku)
+            if location is None:
+                raise ApiError(422, "validation_failed", "no shipment of this SKU is known: name the location_id",
+                               [{"field": "location_id", "rule": "required", "message": "must name the location"}])
+            received = [ReceivedLine(sku=li.sku, quantity=li.quantity, condition=li.condition, location_id=location)
+                        for li in body.lines if li.quantity > 0]
+            got = domain.delivered(order["lines"], facts["shipments"], _deliveries(facts["deliveries"]))
+            others = sum(li["quantity"] for r in facts["returns"] if str(r["return_id"]) != str(return_id)
+                         for li in (r["received"] or []))
+            status = domain.order_status_after(got.units, others + sum(li.quantity for li in received), 1)
+            prices = {li["sku"]: Decimal(li["unit_price"]) for li in order["lines"]}
+            state.data["refund_amount"] = str(domain.refund_amount([li.model_dump() for li in received], prices))
+            event = ReturnReceivedV1(order_id=ret["order_id"], return_id=return_id, lines=received, received_at=now,
+                                     order_status=status)  # type: ignore[arg-type]
+            tr = engine.handle(self.saga, state, _incoming(event), now)
+            await self._save(conn, tr, now, [], ret["order_id"])
+            assert tr.state is not None
+            await repo.update_return(conn, return_id, tr.state.data, now)
+            row = await repo.get_return(conn, return_id)
+        return return_view(row)
+
+    async def cancel(self, pool: asyncpg.Pool, return_id: UUID, reason: str, caller: Caller) -> dict[str, Any]:
+        """Cancellable before receipt (the label is then void); later, 409 naming the status."""
+        now = datetime.now(UTC)
+        async with pool.acquire() as conn, conn.transaction():
+            ret = await repo.get_return(conn, return_id)
+            _visible(ret, caller, f"return {return_id}")
+            await repo.lock_order(conn, ret["order_id"])
+            state = await store.load(conn, self.saga.name, return_id)
+            assert state is not None
+            tr = engine.handle(self.saga, state, _incoming(ReturnCancellationRequested(return_id=return_id,
+                                                                                       reason=reason)), now)
+            assert tr.state is not None
+            if tr.state.state != "cancelled":
+                raise ApiError(409, "not_cancellable", f"return {return_id} is {state.data['status']}; only a "
+                               "return not received yet can be cancelled")
+            facts = await repo.order_facts(conn, ret["order_id"])
+            others = [r for r in facts["returns"] if str(r["return_id"]) != str(return_id)]
+            back = sum(li["quantity"] for r in others for li in (r["received"] or []))
+            open_ = sum(1 for r in others if r["status"] not in ("cancelled", "closed"))
+            order = await repo.get_order(conn, ret["order_id"])
+            got = domain.delivered(order["lines"], facts["shipments"], _deliveries(facts["deliveries"]))
+            closed = ReturnClosedV1(order_id=ret["order_id"], return_id=return_id, outcome="cancelled",
+                                    closed_at=now, order_status=domain.order_status_after(got.units, back, open_))
+            await self._save(conn, tr, now, [closed], ret["order_id"])
+            await repo.update_return(conn, return_id, tr.state.data, now)
+            row = await repo.get_return(conn, return_id)
+        return return_view(row)
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    async def get(self, pool: asyncpg.Pool, return_id: UUID, caller: Caller) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            row = await repo.get_return(conn, return_id)
+        _visible(row, caller, f"return {return_id}")
+        return return_view(row)
+
+    async def list(self, pool: asyncpg.Pool, caller: Caller, *, order_id: UUID | None, status: str | None,
+                   before: UUID | None, limit: int) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            rows = await repo.list_returns(conn, channel=None if caller.operator else caller.channel,
+                                           order_id=order_id, status=status, before=before, limit=limit + 1)
+        items = [return_view(r) for r in rows[:limit]]
+        return {"items": items, "next_cursor": encode_cursor({"i": items[-1]["return_id"]}) if len(rows) > limit
+                else None}
+
+    async def label(self, pool: asyncpg.Pool, return_id: UUID, caller: Caller) -> tuple[bytes, str]:
+        async with pool.acquire() as conn:
+            row = await repo.get_return(conn, return_id)
+            _visible(row, caller, f"return {return_id}")
+            order = await repo.get_order(conn, row["order_id"])
+        a = order["shipping_address"]
+        sender = [a["name"], a["line1"], *([a["line2"]] if a.get("line2") else []), f"{a['postal_code']} {a['city']}",
+                  a["country"]]
+        data = LabelData(
+            shipment_id=return_id, order_id=row["order_id"], location_id="returns", sender_name=a["name"],
+            recipient=self.returns_address(), carrier=row["carrier"], service="return",
+            tracking_number=row["tracking_number"], created_at=row["created_at"], sender_lines=tuple(sender),
+            kind="Return", lines=tuple(StockLine(sku=li["sku"], quantity=li["quantity"]) for li in row["lines"]))
+        return await self.carriers.get(row["carrier"]).label(data), row["tracking_number"]
+
+
+def _incoming(event: Any) -> Incoming:
+    """An API action as the engine sees an event (it never travels on Kafka as such)."""
+    return Incoming(event.EVENT_TYPE, event.EVENT_VERSION, uuid4(), None, None, event.return_id, event,
+                    event.model_dump(mode="json"))
+
+
+def _deliveries(rows: list[dict[str, Any]]) -> dict[str | None, datetime]:
+    return {r["shipment_id"]: datetime.fromisoformat(r["delivered_at"]) for r in rows}
+
+
+def _requested(returns: list[dict[str, Any]]) -> dict[str, int]:
+    """Units per SKU in the order's returns that still count (open or completed, not cancelled)."""
+    units: dict[str, int] = {}
+    for r in returns:
+        if r["status"] == "cancelled":
+            continue
+        for li in r["lines"]:
+            units[li["sku"]] = units.get(li["sku"], 0) + li["quantity"]
+    return units
+
+
+def _shipped_from(shipments: list[dict[str, Any]], sku: str) -> str | None:
+    return next((s["location_id"] for s in shipments for li in s["lines"] if li["sku"] == sku), None)
