@@ -96,8 +96,11 @@ async def test_not_delivered_and_outside_the_window_are_refused(system: System):
     pos = {"Authorization": f"Bearer {key['key']}"}
     pos_sku = unique("TEE")
     pos_order = await delivered_order(system, {pos_sku: 1}, headers=pos, channel="pos")
-    resp = await request_when_copied(system, return_body(pos_order, {pos_sku: 1}))
+    resp = await request_when_copied(system, return_body(pos_order, {pos_sku: 1}), headers=pos)
     assert resp.status_code == 422 and rules(resp) == [("lines[0].sku", "return_window")]
+    # Another channel's order is not found for a channel key (ids do not leak across channels).
+    other = await request(system, return_body(pos_order, {pos_sku: 1}), expect=404)
+    assert other.json()["error"]["code"] == "not_found"
 
 
 async def test_two_concurrent_requests_for_the_last_unit_accept_one(system: System):

@@ -9,7 +9,7 @@ from oms_contracts.billing import RefundCompletedV1
 from oms_contracts.topics import BILLING_EVENTS
 from tests.support.kafka import produce
 from tests.support.polling import eventually
-from tests.support.system import ADMIN, SERVICES, System, envelope_bytes, unique
+from tests.support.system import SERVICES, System, envelope_bytes, unique
 
 WITH_RETURNS = (*SERVICES, "returns")
 
@@ -57,7 +57,7 @@ def return_body(order_id: str, lines: dict[str, int], resolution: str = "refund"
 
 async def request(system: System, body: dict[str, Any], *, key: str | None = None,
                   headers: dict[str, str] | None = None, expect: int | tuple[int, ...] = 201) -> Any:
-    headers = {**(headers or ADMIN), "Idempotency-Key": key or f"ret-{uuid.uuid4().hex}"}
+    headers = {**(headers or system.channel), "Idempotency-Key": key or f"ret-{uuid.uuid4().hex}"}
     assert system.http is not None
     resp = await system.http.post(f"{system.url('returns')}/v1/returns", json=body, headers=headers)
     expected = expect if isinstance(expect, tuple) else (expect,)
@@ -67,12 +67,12 @@ async def request(system: System, body: dict[str, Any], *, key: str | None = Non
 
 async def request_when_copied(system: System, body: dict[str, Any], **kwargs: Any) -> Any:
     """POST /v1/returns once returns has its copy of the order and its deliveries (it follows other
-    services' events, so it may be a moment behind order capture): retried while it answers 404 or
-    refuses with rule `delivered`, which store nothing."""
+    services' events, so it may be a moment behind order capture): retried while it answers 401 (the
+    channel key not copied yet), 404 or refuses with rule `delivered`, which store nothing."""
 
     async def attempt() -> Any:
-        resp = await request(system, body, expect=(201, 404, 409, 422), **kwargs)
-        if resp.status_code == 404:
+        resp = await request(system, body, expect=(201, 401, 404, 409, 422), **kwargs)
+        if resp.status_code in (401, 404):
             return None
         if resp.status_code == 422 and any(f["rule"] == "delivered" for f in resp.json()["error"]["fields"]):
             return None

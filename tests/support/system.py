@@ -67,7 +67,7 @@ GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
                               events("returns")),
                  "channel-keys": (CHANNELS_EVENTS,)},
     "returns": {"copies": (ORDERS_EVENTS, ORDERS_STATUS, events("fulfilment"), TRACKING_EVENTS, events("inventory")),
-                "saga": (events("inventory"), BILLING_EVENTS, ORDERS_EVENTS)},
+                "saga": (events("inventory"), BILLING_EVENTS, ORDERS_EVENTS), "channel-keys": (CHANNELS_EVENTS,)},
 }
 
 # Statuses an order does not leave in the saga (a wait for another status can stop there).

@@ -19,7 +19,7 @@ def check(req: list[domain.ReturnLineIn], deliveries: dict, *, requested: dict |
           returnable: dict | None = None, now: datetime = T0 + timedelta(days=1)) -> list[tuple[str, str]]:
     got = domain.delivered(ORDER, SHIPMENTS, deliveries)
     errors = domain.eligibility_errors(req, ORDER, got, requested or {}, returnable or {}, now, 30)
-    return [(e["field"], e["rule"]) for e in errors]
+    return [(e.field, e.rule) for e in errors]
 
 
 def test_only_the_units_of_delivered_shipments_can_come_back():
@@ -54,7 +54,7 @@ def test_receipts_name_only_the_returns_skus_and_units():
     assert domain.receipt_errors(body, ret) == []
     body = domain.ReceiveIn(lines=[domain.ReceivedLineIn(sku="A", quantity=3, condition="resellable"),
                                    domain.ReceivedLineIn(sku="B", quantity=1, condition="damaged")])
-    assert [e["rule"] for e in domain.receipt_errors(body, ret)] == ["returned_quantity", "in_return"]
+    assert [e.rule for e in domain.receipt_errors(body, ret)] == ["returned_quantity", "in_return"]
 
 
 def test_refunds_are_the_orders_own_prices_per_received_unit():

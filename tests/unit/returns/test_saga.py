@@ -8,17 +8,16 @@ from oms_contracts.billing import RefundCompletedV1
 from oms_contracts.inventory import StockLine, StockRestockedV1
 from oms_contracts.returns import ReceivedLine, ReturnReceivedV1
 from oms_saga.testing import given
-from returns.saga import Deadlines, ReturnCancellationRequested, return_saga
+from returns.saga import Deadlines, ReturnCancellationRequested, ReturnData, return_saga
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def started(resolution: str = "refund"):
     order_id, return_id = uuid4(), uuid4()
-    data = {"return_id": str(return_id), "order_id": str(order_id), "channel": "web", "resolution": resolution,
-            "currency": "EUR", "lines": [{"sku": "A", "quantity": 2, "reason": "x", "unit_price": "19.90"}],
-            "received": [], "replacement_order_id": str(uuid4()), "status": "awaiting_receipt", "history": [],
-            "refund_amount": "39.80"}
+    data = ReturnData(return_id=return_id, order_id=order_id, channel="web", resolution=resolution, currency="EUR",
+                      lines=[{"sku": "A", "quantity": 2, "reason": "x", "unit_price": "19.90"}],
+                      replacement_order_id=uuid4(), refund_amount="39.80")
     t = given(return_saga(Deadlines(receipt=100, step=10, attempts=2, refund=50))).started(return_id, data)
     return t, order_id, return_id
 

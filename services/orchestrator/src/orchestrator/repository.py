@@ -21,3 +21,9 @@ async def list_sagas(
     w.add("saga_id < {}", before)
     sql = f"SELECT {SAGA_COLUMNS} FROM saga_instances{w} ORDER BY saga_id DESC LIMIT {w.param(limit)}"
     return await conn.fetch(sql, *w.args)
+
+
+async def set_status(conn: asyncpg.Connection, saga_id: UUID, status: str) -> None:
+    """The order's status after its saga ended (its returns): kept on the saga's row."""
+    await conn.execute("UPDATE saga_instances SET status = $2, status_reason = NULL, updated_at = now() "
+                       "WHERE saga_id = $1", saga_id, status)

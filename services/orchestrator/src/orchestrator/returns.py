@@ -11,6 +11,7 @@ from oms_contracts.returns import ReturnApprovedV1, ReturnClosedV1, ReturnReceiv
 from oms_contracts.topics import ORDERS_STATUS, events
 from oms_platform.consumer import ConsumerSpec, MessageContext
 from oms_saga import store
+from orchestrator import repository as repo
 from orchestrator.domain import ALLOWED_STATUS_CHANGES, SAGA_TYPE
 
 
@@ -29,8 +30,7 @@ async def on_return_event(ctx: MessageContext) -> None:
     if new is None or saga is None or new not in ALLOWED_STATUS_CHANGES.get(saga.status or "", ()):
         return
     at = announced_at(event)
-    await ctx.conn.execute("UPDATE saga_instances SET status = $2, status_reason = NULL, updated_at = now() "
-                           "WHERE saga_id = $1", saga.saga_id, new)
+    await repo.set_status(ctx.conn, saga.saga_id, new)
     ctx.emit(ORDERS_STATUS, OrderStatusChangedV1(order_id=event.order_id, old_status=saga.status,  # type: ignore[arg-type]
                                                  new_status=new, reason=None, changed_at=at))
 

@@ -2,15 +2,16 @@
 returns; operators receive them. Refusals answer 422 naming each line's rule, nothing stored."""
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from oms_platform.http import ApiError, ORJSONResponse, decode_cursor, field_error
+from oms_platform.channel_keys import Caller, ChannelKeys
+from oms_platform.http import ORJSONResponse, field_error
+from oms_platform.pagination import Page
 from returns import domain
-from returns.handlers import Caller, Returns
+from returns.handlers import Returns
 from returns.saga import SAGA_TYPE
 from returns.views import saga_view
 
@@ -18,16 +19,10 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 ReturnStatus = Literal["awaiting_receipt", "received", "refunded", "exchanged", "closed", "cancelled"]
 
 
-def build_router(service: Returns, caller: Callable[..., Awaitable[Caller]]) -> APIRouter:
+def build_router(service: Returns, keys: ChannelKeys) -> APIRouter:
     router = APIRouter(prefix="/v1/returns", tags=["returns"])
-    CallerDep = Annotated[Caller, Depends(caller)]
-
-    async def operator(who: CallerDep) -> Caller:
-        if not who.operator:
-            raise ApiError(403, "forbidden", "only an operator can do this")
-        return who
-
-    OperatorDep = Annotated[Caller, Depends(operator)]
+    CallerDep = Annotated[Caller, Depends(keys.caller)]
+    OperatorDep = Annotated[Caller, Depends(keys.operator)]
 
     def pool(request: Request) -> Any:
         return request.app.state.runtime.pool
@@ -46,13 +41,8 @@ def build_router(service: Returns, caller: Callable[..., Awaitable[Caller]]) -> 
     async def list_returns(
         request: Request, who: CallerDep, order_id: UUID | None = None, status: ReturnStatus | None = None,
         cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    ) -> dict[str, Any]:
-        after = decode_cursor(cursor)
-        try:
-            before = UUID(after["i"]) if after else None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise field_error("cursor", "invalid_cursor", "cursor is not one this API returned") from exc
-        return await service.list(pool(request), who, order_id=order_id, status=status, before=before, limit=limit)
+    ) -> Page:
+        return await service.list(pool(request), who, order_id=order_id, status=status, cursor=cursor, limit=limit)
 
     @router.get("/{return_id}")
     async def get_return(request: Request, return_id: UUID, who: CallerDep) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from oms_carriers.carriers import BuiltinCarrier, Carriers, SerialBlocks
 from oms_contracts.topics import BILLING_REQUESTS, commands, events
+from oms_platform.channel_keys import ChannelKeys
 from oms_platform.http import add_openapi_models
 from oms_platform.runtime import ServiceRuntime, create_app
 from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
@@ -14,7 +15,6 @@ from oms_saga.runner import DeadlineTicker, SagaRunner
 from returns import consumers
 from returns import repository as repo
 from returns.api import build_router
-from returns.auth import caller_dependency
 from returns.domain import ReturnIn
 from returns.handlers import Returns
 from returns.saga import return_saga
@@ -28,8 +28,10 @@ class ReturnsRuntime(ServiceRuntime):
     """The platform runtime plus the return sagas' deadline ticker, started once the pool exists."""
 
     def __init__(self, settings: Settings, runner: SagaRunner):
-        super().__init__(settings, migrations=MIGRATIONS, lib_migrations=[("saga", ENGINE_MIGRATIONS)],
-                         consumers=[consumers.COPIES, consumers.saga_consumer(runner)], produces=list(PRODUCES))
+        super().__init__(settings, migrations=MIGRATIONS, produces=list(PRODUCES),
+                         lib_migrations=[("saga", ENGINE_MIGRATIONS), ChannelKeys.migrations])
+        self.keys = ChannelKeys(self, settings.oms_admin_token)
+        self.consumers = [consumers.COPIES, consumers.saga_consumer(runner), self.keys.consumer]
         self.ticker = DeadlineTicker(runner, lambda: self.pool, interval=settings.tick_interval_seconds,
                                      batch_size=settings.tick_batch_size)
 
@@ -57,7 +59,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     saga = return_saga(settings.deadlines(), producer=settings.service_name)
     runtime = ReturnsRuntime(settings, SagaRunner(saga))
     service = Returns(saga, build_carriers(settings, runtime), settings)
-    router = build_router(service, caller_dependency(settings.oms_admin_token))
+    router = build_router(service, runtime.keys)
     app = create_app(runtime, [router], title="OMS returns")
     add_openapi_models(app, ReturnIn)
     return app

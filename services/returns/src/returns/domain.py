@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oms_platform.errors import Violation
+
 CENT = Decimal("0.01")
 MAX_LINES = 500
 MAX_QUANTITY = 10_000
@@ -82,13 +84,13 @@ def delivered(order_lines: list[dict[str, Any]], shipments: list[dict[str, Any]]
     return Delivered(dict(qty), at)
 
 
-def _refusal(i: int, rule: str, message: str, field: str = "") -> dict[str, str]:
-    return {"field": f"lines[{i}]{field}", "rule": rule, "message": message}
+def _refusal(i: int, rule: str, message: str, field: str = "") -> Violation:
+    return Violation(f"lines[{i}]{field}", rule, message)
 
 
 def eligibility_errors(lines: list[ReturnLineIn], order_lines: list[dict[str, Any]], got: Delivered,
                        requested: dict[str, int], returnable: dict[str, bool], now: datetime,
-                       window_days: float) -> list[dict[str, str]]:
+                       window_days: float) -> list[Violation]:
     """Every line that may not come back, naming its rule. `requested`: units per SKU already in the
     order's other returns (open or completed; cancelled ones give theirs back)."""
     ordered = {li["sku"] for li in order_lines}
@@ -118,7 +120,7 @@ def eligibility_errors(lines: list[ReturnLineIn], order_lines: list[dict[str, An
     return errors
 
 
-def receipt_errors(body: ReceiveIn, return_lines: list[dict[str, Any]]) -> list[dict[str, str]]:
+def receipt_errors(body: ReceiveIn, return_lines: list[dict[str, Any]]) -> list[Violation]:
     """Received units must be of the return's SKUs, no more than it names per SKU."""
     expected = {li["sku"]: li["quantity"] for li in return_lines}
     got: dict[str, int] = defaultdict(int)
@@ -132,7 +134,7 @@ def receipt_errors(body: ReceiveIn, return_lines: list[dict[str, Any]]) -> list[
             errors.append(_refusal(i, "returned_quantity",
                                    f"the return names {expected[line.sku]} unit(s) of {line.sku}", ".quantity"))
     if not errors and sum(got.values()) == 0:
-        errors.append({"field": "lines", "rule": "some_units", "message": "no unit was received"})
+        errors.append(Violation("lines", "some_units", "no unit was received"))
     return errors
 
 

@@ -2,7 +2,6 @@
 the read views. Each runs in one transaction with its outgoing messages (outbox)."""
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,24 +16,20 @@ from oms_contracts.inventory import StockLine
 from oms_contracts.orders import Address
 from oms_contracts.returns import ReceivedLine, ReturnApprovedV1, ReturnClosedV1, ReturnLine, ReturnReceivedV1
 from oms_platform import outbox
-from oms_platform.http import ApiError, encode_cursor
+from oms_platform.channel_keys import Caller
+from oms_platform.errors import Conflict, NotFound, RuleBroken, Violation
 from oms_platform.ids import uuid7
+from oms_platform.pagination import Keyset, Page
 from oms_saga import engine, store
 from oms_saga.definition import Saga
 from oms_saga.state import Incoming, Transition
 from returns import domain
 from returns import repository as repo
-from returns.saga import RETURNS_EVENTS, ReturnCancellationRequested
+from returns.saga import RETURNS_EVENTS, ReturnCancellationRequested, ReturnData
 
 _REPLACEMENT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:oms:returns:replacement-order")
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who calls: an operator (every channel) or a sales channel (its own orders only)."""
-
-    operator: bool
-    channel: str | None
+# Newest first (return ids are UUIDv7), before the last return id of a page.
+RETURNS = Keyset(key=lambda r: {"i": str(r["return_id"])}, parse=lambda v: UUID(v["i"]))
 
 
 def replacement_order_id(return_id: UUID) -> UUID:
@@ -58,8 +53,8 @@ def return_view(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
 
 def _visible(row: Any, caller: Caller, what: str) -> None:
     # Another channel's order or return is answered as not found, so ids do not leak across channels.
-    if row is None or (not caller.operator and row["channel"] != caller.channel):
-        raise ApiError(404, "not_found", f"{what} not found")
+    if row is None or not caller.may_see(row["channel"]):
+        raise NotFound(f"{what} not found")
 
 
 class Returns:
@@ -88,21 +83,21 @@ class Returns:
                 body.lines, order["lines"], got, _requested(facts["returns"]), await repo.returnable(conn, skus),
                 now, self.settings.window_days(order["channel"]))
             if errors:
-                summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-                raise ApiError(422, "not_eligible", f"not eligible for return: {summary}", errors)
+                summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+                raise RuleBroken(f"not eligible for return: {summary}", errors, code="not_eligible")
             view = await self._approve(conn, order, body, now)
             if not await repo.claim_idempotency_key(conn, scope, key, digest, UUID(view["return_id"]), view):
-                raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used for another request",
-                               [{"field": "Idempotency-Key", "rule": "same_body_for_same_key",
-                                 "message": "already used"}])
+                raise Conflict("this Idempotency-Key was used for another request",
+                               [Violation("Idempotency-Key", "same_body_for_same_key", "already used")],
+                               code="idempotency_key_reused")
         return view, True
 
     @staticmethod
     def _repeat(first: asyncpg.Record, digest: bytes) -> dict[str, Any]:
         if first["request_hash"] != digest:
-            raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used with a different request body",
-                           [{"field": "Idempotency-Key", "rule": "same_body_for_same_key",
-                             "message": f"already used for return {first['return_id']}"}])
+            raise Conflict("this Idempotency-Key was used with a different request body",
+                           [Violation("Idempotency-Key", "same_body_for_same_key",
+                                      f"already used for return {first['return_id']}")], code="idempotency_key_reused")
         return first["response"]
 
     async def _approve(self, conn: asyncpg.Connection, order: asyncpg.Record, body: domain.ReturnIn,
@@ -123,10 +118,9 @@ class Returns:
                "currency": order["currency"], "replacement_order_id": replacement, "carrier": carrier.name,
                "tracking_number": booking.tracking_number, "history": history, "created_at": now}
         await repo.insert_return(conn, row)
-        data = {"return_id": str(return_id), "order_id": str(order_id), "channel": order["channel"],
-                "resolution": body.resolution, "currency": order["currency"], "lines": lines, "received": [],
-                "replacement_order_id": str(replacement) if replacement else None, "status": "awaiting_receipt",
-                "history": history}
+        data = ReturnData(return_id=return_id, order_id=order_id, channel=order["channel"],
+                          resolution=body.resolution, currency=order["currency"], lines=lines,
+                          replacement_order_id=replacement, status="awaiting_receipt", history=history)
         tr = engine.start(self.saga, None, return_id, data, None, now)
         approved = ReturnApprovedV1(
             order_id=order_id, return_id=return_id, channel=order["channel"], resolution=body.resolution,
@@ -156,21 +150,21 @@ class Returns:
         now = datetime.now(UTC)
         async with pool.acquire() as conn, conn.transaction():
             ret = await repo.get_return(conn, return_id)
-            _visible(ret, Caller(True, None), f"return {return_id}")
+            _visible(ret, Caller(operator=True, channel=None), f"return {return_id}")
             order = await repo.lock_order(conn, ret["order_id"])
             state = await store.load(conn, self.saga.name, return_id)
             if state is None or state.step != "await_receipt" or state.state != "running":
                 status = state.data["status"] if state else ret["status"]
-                raise ApiError(409, "not_awaiting_receipt", f"return {return_id} is {status}; only a return "
-                               "awaiting receipt can be received")
+                raise Conflict(f"return {return_id} is {status}; only a return awaiting receipt can be received",
+                               code="not_awaiting_receipt")
             errors = domain.receipt_errors(body, state.data["lines"])
             if errors:
-                raise ApiError(422, "validation_failed", f"invalid receipt: {errors[0]['message']}", errors)
+                raise RuleBroken.of(errors)
             facts = await repo.order_facts(conn, ret["order_id"])
             location = body.location_id or _shipped_from(facts["shipments"], body.lines[0].sku)
             if location is None:
-                raise ApiError(422, "validation_failed", "no shipment of this SKU is known: name the location_id",
-                               [{"field": "location_id", "rule": "required", "message": "must name the location"}])
+                raise RuleBroken.of([Violation("location_id", "required",
+                                               "no shipment of this SKU is known: name the location")])
             received = [ReceivedLine(sku=li.sku, quantity=li.quantity, condition=li.condition, location_id=location)
                         for li in body.lines if li.quantity > 0]
             got = domain.delivered(order["lines"], facts["shipments"], _deliveries(facts["deliveries"]))
@@ -201,8 +195,8 @@ class Returns:
                                                                                        reason=reason)), now)
             assert tr.state is not None
             if tr.state.state != "cancelled":
-                raise ApiError(409, "not_cancellable", f"return {return_id} is {state.data['status']}; only a "
-                               "return not received yet can be cancelled")
+                raise Conflict(f"return {return_id} is {state.data['status']}; only a return not received yet can "
+                               "be cancelled", code="not_cancellable")
             facts = await repo.order_facts(conn, ret["order_id"])
             others = [r for r in facts["returns"] if str(r["return_id"]) != str(return_id)]
             back = sum(li["quantity"] for r in others for li in (r["received"] or []))
@@ -225,13 +219,12 @@ class Returns:
         return return_view(row)
 
     async def list(self, pool: asyncpg.Pool, caller: Caller, *, order_id: UUID | None, status: str | None,
-                   before: UUID | None, limit: int) -> dict[str, Any]:
+                   cursor: str | None, limit: int) -> Page:
+        before = RETURNS.after(cursor)
         async with pool.acquire() as conn:
             rows = await repo.list_returns(conn, channel=None if caller.operator else caller.channel,
                                            order_id=order_id, status=status, before=before, limit=limit + 1)
-        items = [return_view(r) for r in rows[:limit]]
-        return {"items": items, "next_cursor": encode_cursor({"i": items[-1]["return_id"]}) if len(rows) > limit
-                else None}
+        return RETURNS.page(rows, limit, return_view)
 
     async def label(self, pool: asyncpg.Pool, return_id: UUID, caller: Caller) -> tuple[bytes, str]:
         async with pool.acquire() as conn:

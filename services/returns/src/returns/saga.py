@@ -13,13 +13,17 @@ return_id) and billing refunds once per return_id, so a command sent again never
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from decimal import Decimal
+from typing import ClassVar, Literal
 from uuid import UUID
+
+from pydantic import BaseModel
 
 from oms_contracts import billing, inventory, returns
 from oms_contracts.base import Contract
 from oms_contracts.orders import OrderPlacedV1
 from oms_contracts.topics import BILLING_REQUESTS, commands, events
+from oms_contracts.types import Money
 from oms_saga.definition import (
     Command,
     End,
@@ -57,106 +61,130 @@ class ReturnCancellationRequested(Contract):
     reason: str
 
 
-def now_iso(v: SagaView) -> str:
-    return v.now.isoformat()
+class PricedReturnLine(BaseModel):
+    sku: str
+    quantity: int
+    reason: str
+    unit_price: Money
 
 
-def moved(v: SagaView, status: str) -> None:
-    """The return's status (the returns table follows it) and its history."""
-    v.data["status"] = status
-    v.data["history"].append({"status": status, "at": now_iso(v)})
+class StatusAt(BaseModel):
+    status: str
+    at: datetime
 
 
-def _order(v: SagaView) -> UUID:
-    return UUID(v.data["order_id"])
+class ReturnData(BaseModel):
+    """What the saga keeps of its return (JSON in saga_instances.data); the returns row follows it."""
+
+    return_id: UUID
+    order_id: UUID
+    channel: str
+    resolution: Literal["refund", "exchange"]
+    currency: str
+    lines: list[PricedReturnLine]
+    replacement_order_id: UUID | None = None
+    status: str = "awaiting_receipt"
+    outcome: str | None = None
+    history: list[StatusAt] = []
+    received: list[returns.ReceivedLine] = []
+    location_id: str | None = None
+    refund_amount: Money | None = None
+    order_status: str | None = None
+
+    def moved(self, status: str, at: datetime) -> None:
+        self.status = status
+        self.history.append(StatusAt(status=status, at=at))
+
+    def resellable(self) -> list[inventory.StockLine]:
+        return [inventory.StockLine(sku=li.sku, quantity=li.quantity) for li in self.received
+                if li.condition == "resellable" and li.quantity > 0]
+
+    def received_by_sku(self) -> dict[str, int]:
+        units: dict[str, int] = {}
+        for li in self.received:
+            units[li.sku] = units.get(li.sku, 0) + li.quantity
+        return {sku: q for sku, q in units.items() if q > 0}
 
 
-def _return(v: SagaView) -> UUID:
-    return UUID(v.data["return_id"])
+View = SagaView[ReturnData]
 
 
-def resellable(v: SagaView) -> list[inventory.StockLine]:
-    return [inventory.StockLine(sku=li["sku"], quantity=li["quantity"]) for li in v.data["received"]
-            if li["condition"] == "resellable" and li["quantity"] > 0]
+def _order(v: View) -> UUID:
+    return v.data.order_id
 
 
 # --- command builders -----------------------------------------------------------------------------
 
 
-def restock(v: SagaView) -> inventory.RestockV1:
-    return inventory.RestockV1(order_id=_order(v), restock_id=_return(v), location_id=v.data["location_id"],
-                               lines=resellable(v), reason=f"return {v.data['return_id']}")
+def restock(v: View) -> inventory.RestockV1:
+    assert v.data.location_id is not None
+    return inventory.RestockV1(order_id=v.data.order_id, restock_id=v.data.return_id, location_id=v.data.location_id,
+                               lines=v.data.resellable(), reason=f"return {v.data.return_id}")
 
 
-def refund_requested(v: SagaView) -> billing.RefundRequestedV1:
-    return billing.RefundRequestedV1(order_id=_order(v), return_id=_return(v), amount=v.data["refund_amount"],
-                                     currency=v.data["currency"])
+def refund_requested(v: View) -> billing.RefundRequestedV1:
+    return billing.RefundRequestedV1(order_id=v.data.order_id, return_id=v.data.return_id,
+                                     amount=v.data.refund_amount or Decimal("0.00"), currency=v.data.currency)
 
 
-def replacement_requested(v: SagaView) -> returns.ReplacementOrderRequestedV1:
-    lines = [returns.ReturnLine(sku=li["sku"], quantity=li["quantity"], reason="exchange")
-             for li in _received_by_sku(v)]
-    return returns.ReplacementOrderRequestedV1(order_id=_order(v), return_id=_return(v),
-                                               replacement_order_id=UUID(v.data["replacement_order_id"]),
-                                               channel=v.data["channel"], lines=lines)
-
-
-def _received_by_sku(v: SagaView) -> list[dict[str, Any]]:
-    units: dict[str, int] = {}
-    for li in v.data["received"]:
-        units[li["sku"]] = units.get(li["sku"], 0) + li["quantity"]
-    return [{"sku": sku, "quantity": q} for sku, q in units.items() if q > 0]
+def replacement_requested(v: View) -> returns.ReplacementOrderRequestedV1:
+    assert v.data.replacement_order_id is not None
+    lines = [returns.ReturnLine(sku=sku, quantity=q, reason="exchange") for sku, q in v.data.received_by_sku().items()]
+    return returns.ReplacementOrderRequestedV1(order_id=v.data.order_id, return_id=v.data.return_id,
+                                               replacement_order_id=v.data.replacement_order_id,
+                                               channel=v.data.channel, lines=lines)
 
 
 # --- events and replies ---------------------------------------------------------------------------
 
 
-def on_received(v: SagaView, e: returns.ReturnReceivedV1) -> Outcome:
+def on_received(v: View, e: returns.ReturnReceivedV1) -> Outcome:
     """The desk inspected the parcel (POST /receive): announced, then restock and refund/exchange."""
-    v.data["received"] = [li.model_dump(mode="json") for li in e.lines]
-    v.data["location_id"] = e.lines[0].location_id
-    v.data["order_status"] = e.order_status
-    moved(v, "received")
+    v.data.received = list(e.lines)
+    v.data.location_id = e.lines[0].location_id
+    v.data.order_status = e.order_status
+    v.data.moved("received", v.now)
     return success(emit=(Send(RETURNS_EVENTS, e),), detail=f"received {sum(li.quantity for li in e.lines)} unit(s)")
 
 
-def on_restocked(v: SagaView, e: inventory.StockRestockedV1) -> Outcome:
+def on_restocked(v: View, e: inventory.StockRestockedV1) -> Outcome:
     return success(detail=f"StockRestocked ({sum(li.quantity for li in e.lines)} unit(s) at {e.location_id})")
 
 
-def on_refund_completed(v: SagaView, e: billing.RefundCompletedV1) -> Outcome:
-    if str(e.return_id) != v.data["return_id"]:
+def on_refund_completed(v: View, e: billing.RefundCompletedV1) -> Outcome:
+    if e.return_id != v.data.return_id:
         return ignore(f"RefundCompleted of return {e.return_id}")
-    moved(v, "refunded")
+    v.data.moved("refunded", v.now)
     return success(emit=_closing(v, "refunded", returns.ReturnRefundedV1(
-        order_id=_order(v), return_id=_return(v), amount=e.amount, currency=e.currency, refunded_at=v.now,
+        order_id=v.data.order_id, return_id=v.data.return_id, amount=e.amount, currency=e.currency, refunded_at=v.now,
     )), detail=f"RefundCompleted ({e.amount} {e.currency}, {e.reference})")
 
 
-def on_replacement_placed(v: SagaView, e: OrderPlacedV1) -> Outcome:
-    if str(e.order_id) != v.data["replacement_order_id"]:
+def on_replacement_placed(v: View, e: OrderPlacedV1) -> Outcome:
+    if e.order_id != v.data.replacement_order_id:
         return ignore(f"order {e.order_id} is not this return's replacement")
-    moved(v, "exchanged")
+    v.data.moved("exchanged", v.now)
     return success(emit=_closing(v, "exchanged", returns.ReturnExchangedV1(
-        order_id=_order(v), return_id=_return(v), replacement_order_id=e.order_id, exchanged_at=v.now,
+        order_id=v.data.order_id, return_id=v.data.return_id, replacement_order_id=e.order_id, exchanged_at=v.now,
     )), detail=f"replacement order {e.order_id} placed")
 
 
-def _closing(v: SagaView, outcome: str, event: Contract) -> tuple[Send, ...]:
-    moved(v, "closed")
-    v.data["outcome"] = outcome
-    closed = returns.ReturnClosedV1(order_id=_order(v), return_id=_return(v), outcome=outcome,  # type: ignore[arg-type]
-                                    closed_at=v.now, order_status=v.data.get("order_status"))
+def _closing(v: View, outcome: str, event: Contract) -> tuple[Send, ...]:
+    v.data.moved("closed", v.now)
+    v.data.outcome = outcome
+    closed = returns.ReturnClosedV1(order_id=v.data.order_id, return_id=v.data.return_id,
+                                    outcome=outcome, closed_at=v.now,  # type: ignore[arg-type]
+                                    order_status=v.data.order_status)  # type: ignore[arg-type]
     return Send(RETURNS_EVENTS, event), Send(RETURNS_EVENTS, closed)
 
 
-def cancel_policy(v: SagaView, e: ReturnCancellationRequested) -> End | Outcome | None:
+def cancel_policy(v: View, e: ReturnCancellationRequested) -> End | Outcome | None:
     """Cancellable until the goods are received."""
     if v.state == "running" and v.step == "await_receipt":
-        moved(v, "cancelled")
-        v.data["outcome"] = "cancelled"
+        v.data.moved("cancelled", v.now)
+        v.data.outcome = "cancelled"
         return End("cancelled", None, e.reason)
-    return Outcome("ignore", detail=f"return is {v.data['status']}")
+    return Outcome("ignore", detail=f"return is {v.data.status}")
 
 
 def no_status(order_id: UUID, old: str | None, new: str, reason: str | None, at: datetime) -> Send:
@@ -166,18 +194,19 @@ def no_status(order_id: UUID, old: str | None, new: str, reason: str | None, at:
 def return_saga(d: Deadlines = Deadlines(), *, producer: str = PRODUCER) -> Saga:
     step = Timeout(d.step, d.attempts, "stuck")
     return Saga(
-        name=SAGA_TYPE, producer=producer, status_event=no_status, order_of=_order,
-        cancel_on=frozenset({ReturnCancellationRequested.EVENT_TYPE}), cancel=cancel_policy,
+        name=SAGA_TYPE, producer=producer, data=ReturnData, status_event=no_status, order_of=_order,
+        cancel_on=frozenset({ReturnCancellationRequested}), cancel=cancel_policy,
         steps=(
-            Step("await_receipt", events={"ReturnReceived": on_received}, timeout=Timeout(d.receipt, 1, "stuck")),
-            Step("restock", command=Command(INVENTORY, restock), replies={"StockRestocked": on_restocked},
-                 passes_if=lambda v: not resellable(v), timeout=step),
+            Step("await_receipt", events={returns.ReturnReceivedV1: on_received},
+                 timeout=Timeout(d.receipt, 1, "stuck")),
+            Step("restock", command=Command(INVENTORY, restock), replies={inventory.StockRestockedV1: on_restocked},
+                 passes_if=lambda v: not v.data.resellable(), timeout=step),
             Step("refund", command=Command(BILLING_REQUESTS, refund_requested),
-                 events={"RefundCompleted": on_refund_completed},
-                 passes_if=lambda v: v.data["resolution"] != "refund",
+                 events={billing.RefundCompletedV1: on_refund_completed},
+                 passes_if=lambda v: v.data.resolution != "refund",
                  timeout=Timeout(d.refund, d.attempts, "stuck")),
             Step("exchange", command=Command(RETURNS_EVENTS, replacement_requested),
-                 events={"OrderPlaced": on_replacement_placed},
-                 passes_if=lambda v: v.data["resolution"] != "exchange", timeout=step),
+                 events={OrderPlacedV1: on_replacement_placed},
+                 passes_if=lambda v: v.data.resolution != "exchange", timeout=step),
         ),
     )

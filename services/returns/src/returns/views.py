@@ -5,7 +5,7 @@ from uuid import UUID
 
 import asyncpg
 
-from oms_platform.http import ApiError
+from oms_platform.errors import NotFound
 from oms_saga.view import saga_view as engine_view
 
 
@@ -13,6 +13,6 @@ async def saga_view(pool: asyncpg.Pool, saga_type: str, return_id: UUID) -> dict
     async with pool.acquire() as conn:
         found = await engine_view(conn, saga_type, return_id)
     if found is None:
-        raise ApiError(404, "not_found", f"no saga for return {return_id}")
+        raise NotFound(f"no saga for return {return_id}")
     found["return_id"] = found["order_id"]  # the engine's key column holds the return id here
     return found
