@@ -16,6 +16,7 @@ Orders are placed through order-capture's HTTP API and their status is read back
 status arrives over oms.orders.status from the orchestrator, so seeing it proves the whole loop."""
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -69,6 +70,10 @@ GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
     "returns": {"copies": (ORDERS_EVENTS, ORDERS_STATUS, events("fulfilment"), TRACKING_EVENTS, events("inventory")),
                 "saga": (events("inventory"), BILLING_EVENTS, ORDERS_EVENTS), "channel-keys": (CHANNELS_EVENTS,)},
 }
+
+# How long a starting service may take to answer /readyz (a machine shared with other heavy work may
+# need more: OMS_TEST_READY_SECONDS).
+READY_SECONDS = float(os.environ.get("OMS_TEST_READY_SECONDS", "90"))
 
 # Statuses an order does not leave in the saga (a wait for another status can stop there).
 FINAL = frozenset({"rejected", "cancelled", "delivered"})
@@ -156,7 +161,7 @@ class System:
             )
         for svc in self.services.values():
             svc.start(wait=False)
-        await asyncio.gather(*(asyncio.to_thread(svc.wait_ready, 90) for svc in self.services.values()))
+        await asyncio.gather(*(asyncio.to_thread(svc.wait_ready, READY_SECONDS) for svc in self.services.values()))
         self.http = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200,
                                                                       max_keepalive_connections=200))
         resp = await self.http.post(f"{self.url('order-capture')}/v1/admin/api-keys", json={"channel": "web"},
@@ -192,7 +197,7 @@ class System:
         svc = self.services[service]
         await asyncio.to_thread(svc.stop)
         svc.start(wait=False, **env)
-        await asyncio.to_thread(svc.wait_ready, 90)
+        await asyncio.to_thread(svc.wait_ready, READY_SECONDS)
 
     # --- HTTP ---------------------------------------------------------------------------------------
 
