@@ -31,7 +31,7 @@ async def on_return_event(ctx: MessageContext) -> None:
         return
     at = announced_at(event)
     await repo.set_status(ctx.conn, saga.saga_id, new)
-    ctx.emit(ORDERS_STATUS, OrderStatusChangedV1(order_id=event.order_id, old_status=saga.status,  # type: ignore[arg-type]
+    ctx.emit(ORDERS_STATUS, OrderStatusChangedV1(order_id=event.order_id, old_status=saga.status,
                                                  new_status=new, reason=None, changed_at=at))
 
 

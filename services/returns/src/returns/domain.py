@@ -94,7 +94,7 @@ def eligibility_errors(lines: list[ReturnLineIn], order_lines: list[dict[str, An
     """Every line that may not come back, naming its rule. `requested`: units per SKU already in the
     order's other returns (open or completed; cancelled ones give theirs back)."""
     ordered = {li["sku"] for li in order_lines}
-    errors: list[dict[str, str]] = []
+    errors: list[Violation] = []
     seen: dict[str, int] = {}
     for i, line in enumerate(lines):
         sku = line.sku
@@ -124,7 +124,7 @@ def receipt_errors(body: ReceiveIn, return_lines: list[dict[str, Any]]) -> list[
     """Received units must be of the return's SKUs, no more than it names per SKU."""
     expected = {li["sku"]: li["quantity"] for li in return_lines}
     got: dict[str, int] = defaultdict(int)
-    errors = []
+    errors: list[Violation] = []
     for i, line in enumerate(body.lines):
         if line.sku not in expected:
             errors.append(_refusal(i, "in_return", f"SKU {line.sku} is not in this return", ".sku"))

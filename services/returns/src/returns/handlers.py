@@ -51,10 +51,11 @@ def return_view(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     return v
 
 
-def _visible(row: Any, caller: Caller, what: str) -> None:
+def _visible(row: asyncpg.Record | None, caller: Caller, what: str) -> asyncpg.Record:
     # Another channel's order or return is answered as not found, so ids do not leak across channels.
     if row is None or not caller.may_see(row["channel"]):
         raise NotFound(f"{what} not found")
+    return row
 
 
 class Returns:
@@ -70,8 +71,7 @@ class Returns:
         digest = hashlib.sha256(orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).digest()
         now = datetime.now(UTC)
         async with pool.acquire() as conn, conn.transaction():
-            order = await repo.lock_order(conn, order_id)
-            _visible(order, caller, f"order {order_id}")
+            order = _visible(await repo.lock_order(conn, order_id), caller, f"order {order_id}")
             scope = caller.channel or order["channel"]
             first = await repo.get_idempotency_key(conn, scope, key)
             if first is not None:
@@ -149,9 +149,10 @@ class Returns:
         (or places the replacement order). Once per return (then 409 naming its status)."""
         now = datetime.now(UTC)
         async with pool.acquire() as conn, conn.transaction():
-            ret = await repo.get_return(conn, return_id)
-            _visible(ret, Caller(operator=True, channel=None), f"return {return_id}")
-            order = await repo.lock_order(conn, ret["order_id"])
+            ret = _visible(await repo.get_return(conn, return_id), Caller(operator=True, channel=None),
+                           f"return {return_id}")
+            order = _visible(await repo.lock_order(conn, ret["order_id"]), Caller(operator=True, channel=None),
+                             f"order {ret['order_id']}")
             state = await store.load(conn, self.saga.name, return_id)
             if state is None or state.step != "await_receipt" or state.state != "running":
                 status = state.data["status"] if state else ret["status"]
@@ -174,7 +175,7 @@ class Returns:
             prices = {li["sku"]: Decimal(li["unit_price"]) for li in order["lines"]}
             state.data["refund_amount"] = str(domain.refund_amount([li.model_dump() for li in received], prices))
             event = ReturnReceivedV1(order_id=ret["order_id"], return_id=return_id, lines=received, received_at=now,
-                                     order_status=status)  # type: ignore[arg-type]
+                                     order_status=status)
             tr = engine.handle(self.saga, state, _incoming(event), now)
             await self._save(conn, tr, now, [], ret["order_id"])
             assert tr.state is not None
@@ -186,9 +187,8 @@ class Returns:
         """Cancellable before receipt (the label is then void); later, 409 naming the status."""
         now = datetime.now(UTC)
         async with pool.acquire() as conn, conn.transaction():
-            ret = await repo.get_return(conn, return_id)
-            _visible(ret, caller, f"return {return_id}")
-            await repo.lock_order(conn, ret["order_id"])
+            ret = _visible(await repo.get_return(conn, return_id), caller, f"return {return_id}")
+            order = _visible(await repo.lock_order(conn, ret["order_id"]), caller, f"order {ret['order_id']}")
             state = await store.load(conn, self.saga.name, return_id)
             assert state is not None
             tr = engine.handle(self.saga, state, _incoming(ReturnCancellationRequested(return_id=return_id,
@@ -201,7 +201,6 @@ class Returns:
             others = [r for r in facts["returns"] if str(r["return_id"]) != str(return_id)]
             back = sum(li["quantity"] for r in others for li in (r["received"] or []))
             open_ = sum(1 for r in others if r["status"] not in ("cancelled", "closed"))
-            order = await repo.get_order(conn, ret["order_id"])
             got = domain.delivered(order["lines"], facts["shipments"], _deliveries(facts["deliveries"]))
             closed = ReturnClosedV1(order_id=ret["order_id"], return_id=return_id, outcome="cancelled",
                                     closed_at=now, order_status=domain.order_status_after(got.units, back, open_))
@@ -214,8 +213,7 @@ class Returns:
 
     async def get(self, pool: asyncpg.Pool, return_id: UUID, caller: Caller) -> dict[str, Any]:
         async with pool.acquire() as conn:
-            row = await repo.get_return(conn, return_id)
-        _visible(row, caller, f"return {return_id}")
+            row = _visible(await repo.get_return(conn, return_id), caller, f"return {return_id}")
         return return_view(row)
 
     async def list(self, pool: asyncpg.Pool, caller: Caller, *, order_id: UUID | None, status: str | None,
@@ -228,9 +226,8 @@ class Returns:
 
     async def label(self, pool: asyncpg.Pool, return_id: UUID, caller: Caller) -> tuple[bytes, str]:
         async with pool.acquire() as conn:
-            row = await repo.get_return(conn, return_id)
-            _visible(row, caller, f"return {return_id}")
-            order = await repo.get_order(conn, row["order_id"])
+            row = _visible(await repo.get_return(conn, return_id), caller, f"return {return_id}")
+            order = _visible(await repo.get_order(conn, row["order_id"]), caller, f"order {row['order_id']}")
         a = order["shipping_address"]
         sender = [a["name"], a["line1"], *([a["line2"]] if a.get("line2") else []), f"{a['postal_code']} {a['city']}",
                   a["country"]]

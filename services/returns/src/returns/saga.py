@@ -173,8 +173,8 @@ def _closing(v: View, outcome: str, event: Contract) -> tuple[Send, ...]:
     v.data.moved("closed", v.now)
     v.data.outcome = outcome
     closed = returns.ReturnClosedV1(order_id=v.data.order_id, return_id=v.data.return_id,
-                                    outcome=outcome, closed_at=v.now,  # type: ignore[arg-type]
-                                    order_status=v.data.order_status)  # type: ignore[arg-type]
+                                    outcome=outcome, closed_at=v.now,
+                                    order_status=v.data.order_status)
     return Send(RETURNS_EVENTS, event), Send(RETURNS_EVENTS, closed)
 
 
