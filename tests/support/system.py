@@ -69,6 +69,9 @@ GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
                  "channel-keys": (CHANNELS_EVENTS,)},
     "returns": {"copies": (ORDERS_EVENTS, ORDERS_STATUS, events("fulfilment"), TRACKING_EVENTS, events("inventory")),
                 "saga": (events("inventory"), BILLING_EVENTS, ORDERS_EVENTS), "channel-keys": (CHANNELS_EVENTS,)},
+    "notification": {"events": (ORDERS_EVENTS, ORDERS_STATUS, events("fulfilment"), TRACKING_EVENTS, events("returns"),
+                                BILLING_EVENTS),
+                     "channel-keys": (CHANNELS_EVENTS,)},
 }
 
 # How long a starting service may take to answer /readyz (a machine shared with other heavy work may
@@ -222,6 +225,17 @@ class System:
     async def set_stock(self, location_id: str, sku: str, on_hand: int, reason: str = "cycle count") -> dict:
         return await self.call("PUT", "inventory", f"/v1/locations/{location_id}/stock/{sku}", expect=(200, 201),
                                json={"on_hand": on_hand, "reason": reason})
+
+    async def stocked(self, locations: int = 1, on_hand: int = 5) -> dict[str, int]:
+        """A new SKU with stock at each of `locations` new locations: lines of one unit each, which the
+        order's shipments take one per location."""
+        lines = {}
+        for _ in range(locations):
+            sku, loc = unique("TEE"), unique("LOC")
+            await self.location(loc, "PT")
+            await self.set_stock(loc, sku, on_hand)
+            lines[sku] = 1
+        return lines
 
     async def sku_settings(self, sku: str, **settings: Any) -> dict:
         return await self.call("PUT", "inventory", f"/v1/skus/{sku}", expect=(200, 201), json=settings)

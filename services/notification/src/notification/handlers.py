@@ -1,6 +1,7 @@
 """Use cases of notification: what a consumed batch records (customers, email intents, webhook
 deliveries), and the operator's and channels' requests."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -88,6 +89,16 @@ SUBSCRIPTIONS = Keyset(key=lambda r: {"i": str(r["subscription_id"])}, parse=lam
 REDELIVERABLE = {"email": ["failed"], "webhook": ["failed", "sent", "cancelled"]}
 
 
+async def _found(pool: asyncpg.Pool, read: Callable[[asyncpg.Connection, UUID], Awaitable[Any]], key: UUID,
+                 what: str) -> Any:
+    """The row `read` finds for `key`; NotFound naming `what` when there is none."""
+    async with pool.acquire() as conn:
+        row = await read(conn, key)
+    if row is None:
+        raise NotFound(f"{what} {key} not found")
+    return row
+
+
 class Notifications:
     """The operator's and channels' requests."""
 
@@ -105,11 +116,7 @@ class Notifications:
         return NOTIFICATIONS.page(rows, limit, notification_view)
 
     async def get_notification(self, pool: asyncpg.Pool, notification_id: UUID) -> dict[str, Any]:
-        async with pool.acquire() as conn:
-            row = await repo.get_notification(conn, notification_id)
-        if row is None:
-            raise NotFound(f"notification {notification_id} not found")
-        return notification_view(row)
+        return notification_view(await _found(pool, repo.get_notification, notification_id, "notification"))
 
     async def redeliver(self, pool: asyncpg.Pool, notification_id: UUID) -> dict[str, Any]:
         async with pool.acquire() as conn, conn.transaction():
@@ -141,11 +148,7 @@ class Notifications:
         return SUBSCRIPTIONS.page(rows, limit, subscription_view)
 
     async def get_subscription(self, pool: asyncpg.Pool, subscription_id: UUID) -> dict[str, Any]:
-        async with pool.acquire() as conn:
-            row = await repo.get_subscription(conn, subscription_id)
-        if row is None:
-            raise NotFound(f"webhook subscription {subscription_id} not found")
-        return subscription_view(row)
+        return subscription_view(await _found(pool, repo.get_subscription, subscription_id, "webhook subscription"))
 
     async def set_subscription_status(self, pool: asyncpg.Pool, subscription_id: UUID, status: str) -> dict[str, Any]:
         """disabled: no new deliveries are recorded, those recorded wait; active: they go again."""
