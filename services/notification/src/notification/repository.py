@@ -144,25 +144,27 @@ async def mark_sent(pool: asyncpg.Pool, notification_id: UUID) -> None:
     )
 
 
-async def mark_failed_attempt(pool: asyncpg.Pool, notification_id: UUID, error: str, retry_in: float | None) -> str:
-    """Records a failed attempt: pending again after `retry_in` seconds, or failed (None, or no attempt
-    left). Returns the new status."""
+async def mark_failed_attempt(pool: asyncpg.Pool, notification_id: UUID, attempt: int, error: str,
+                              retry_in: float | None) -> str | None:
+    """Records failed attempt number `attempt`: pending again after `retry_in` seconds, or failed (None,
+    or no attempt left). Returns the new status; None when the row moved on (its lease ended and
+    another process took it: that one records its own attempt)."""
     return await pool.fetchval(
         """UPDATE notifications
            SET status = CASE WHEN $3::float8 IS NULL OR attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
                next_attempt_at = now() + make_interval(secs => coalesce($3::float8, 0)),
                last_error = $2, updated_at = now()
-           WHERE notification_id = $1 AND status = 'sending'
+           WHERE notification_id = $1 AND status = 'sending' AND attempts = $4
            RETURNING status""",
-        notification_id, error[:2000], retry_in,
+        notification_id, error[:2000], retry_in, attempt,
     )
 
 
-async def mark_skipped(pool: asyncpg.Pool, notification_id: UUID, why: str) -> None:
+async def mark_skipped(pool: asyncpg.Pool, notification_id: UUID, attempt: int, why: str) -> None:
     await pool.execute(
         """UPDATE notifications SET status = 'skipped', attempts = attempts - 1, last_error = $2, updated_at = now()
-           WHERE notification_id = $1 AND status = 'sending'""",
-        notification_id, why,
+           WHERE notification_id = $1 AND status = 'sending' AND attempts = $3""",
+        notification_id, why, attempt,
     )
 
 

@@ -156,7 +156,7 @@ class Sender:
     async def _email(self, row: asyncpg.Record) -> None:
         nid, template = row["notification_id"], row["template"]
         if template in NON_ESSENTIAL and not row["non_essential_email"]:
-            await self._record(repo.mark_skipped, nid, "customer opted out of non-essential email")
+            await self._record(repo.mark_skipped, nid, row["attempts"], "customer opted out of non-essential email")
             SENT.labels("email", "skipped").inc()
             log.info("email %s %s skipped: opted out", template, nid)
             return
@@ -208,10 +208,10 @@ class Sender:
         nid = row["notification_id"]
         delay = None if permanent else retry_delay(row["attempts"], base=self.s.retry_base_seconds,
                                                    cap=self.s.retry_max_seconds)
-        status = await self._record(repo.mark_failed_attempt, nid, error, delay)
+        status = await self._record(repo.mark_failed_attempt, nid, row["attempts"], error, delay)
         SENT.labels(channel, "failed" if status == "failed" else "retry").inc()
-        log.warning("%s %s attempt %d failed (%s); %s", channel, nid, row["attempts"], error,
-                    "giving up" if status == "failed" else f"retrying in {delay:.1f}s")
+        outcome = {"failed": "giving up", "pending": f"retrying in {delay or 0:.1f}s"}.get(status or "", "taken over")
+        log.warning("%s %s attempt %d failed (%s); %s", channel, nid, row["attempts"], error, outcome)
 
     async def _record(self, write: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Writes an outcome, retrying while the database is briefly away (until the lease would end:
