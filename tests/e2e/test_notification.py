@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from oms_platform.links import tracking_url
-from tests.support.notification import ADMIN, Receiver, SmtpSink, wait_for
+from tests.support.notification import ADMIN, Receiver, SmtpSink, stocked, wait_for
 from tests.support.system import SERVICES, System
 
 pytestmark = pytest.mark.infra
@@ -45,7 +45,7 @@ async def receiver(system: System) -> AsyncIterator[Receiver]:
 
 
 async def test_journey_emails_once_each_and_webhooks_in_order(system: System, smtp: SmtpSink, receiver: Receiver):
-    order_id = await system.place(await system.stocked(locations=2))
+    order_id = await system.place(await stocked(system, locations=2))
     shipments = await system.wait_shipments(order_id, 2)
     for s in shipments:
         await system.dispatch(s["shipment_id"])
@@ -76,7 +76,7 @@ async def test_journey_emails_once_each_and_webhooks_in_order(system: System, sm
 
 
 async def test_cancelled_order_gets_one_cancellation_email(system: System, smtp: SmtpSink):
-    order_id = await system.place(await system.stocked(), payment_status="pending")
+    order_id = await system.place(await stocked(system), payment_status="pending")
     await system.wait_status(order_id, "awaiting_payment")
     await system.cancel(order_id, reason="customer_request")
     await system.cancel(order_id, reason="customer_request")  # asked twice

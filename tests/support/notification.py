@@ -199,6 +199,18 @@ def notification_process(infra: Any, log_dir: Any, database_url: str, prefix: st
                           })
 
 
+async def stocked(system: Any, locations: int = 1, on_hand: int = 5) -> dict[str, int]:
+    """A new SKU with stock at each of `locations` new locations of a System: lines of one unit each,
+    which the order's shipments take one per location."""
+    lines = {}
+    for _ in range(locations):
+        sku, loc = f"TEE-{uuid.uuid4().hex[:8]}".upper(), f"LOC-{uuid.uuid4().hex[:8]}".upper()
+        await system.location(loc, "PT")
+        await system.set_stock(loc, sku, on_hand)
+        lines[sku] = 1
+    return lines
+
+
 async def wait_for(check: Callable[[], Any], *, timeout: float = 30, what: str = "a condition") -> Any:
     deadline = time.monotonic() + timeout
     while True:

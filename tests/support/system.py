@@ -226,17 +226,6 @@ class System:
         return await self.call("PUT", "inventory", f"/v1/locations/{location_id}/stock/{sku}", expect=(200, 201),
                                json={"on_hand": on_hand, "reason": reason})
 
-    async def stocked(self, locations: int = 1, on_hand: int = 5) -> dict[str, int]:
-        """A new SKU with stock at each of `locations` new locations: lines of one unit each, which the
-        order's shipments take one per location."""
-        lines = {}
-        for _ in range(locations):
-            sku, loc = unique("TEE"), unique("LOC")
-            await self.location(loc, "PT")
-            await self.set_stock(loc, sku, on_hand)
-            lines[sku] = 1
-        return lines
-
     async def sku_settings(self, sku: str, **settings: Any) -> dict:
         return await self.call("PUT", "inventory", f"/v1/skus/{sku}", expect=(200, 201), json=settings)
 
