@@ -1,0 +1,1 @@
+"""__TITLE__ (generated from tools/service_template): replace this line with what the service does."""

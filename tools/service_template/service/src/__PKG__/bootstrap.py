@@ -1,0 +1,21 @@
+"""Builds __NAME__: settings, the platform runtime (pool, migrations, outbox relay, consumers,
+/healthz, /readyz, /metrics), its consumers and its API. Tests build the same app."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from __PKG__ import consumers
+from __PKG__.api import build_router
+from __PKG__.handlers import Service
+from __PKG__.settings import Settings
+from oms_platform.runtime import ServiceRuntime, create_app
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    # produces=[...]: the topics this service publishes to (created at start), e.g. events("__NAME__").
+    runtime = ServiceRuntime(settings, migrations=Path(__file__).parent / "migrations")
+    service = Service(runtime.outbox)
+    runtime.consumers = [consumers.orders_consumer(service)]
+    return create_app(runtime, [build_router(service, settings.oms_admin_token)], title="OMS __NAME__")
