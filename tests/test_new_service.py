@@ -42,7 +42,8 @@ def _run(argv: list[str], root: Path) -> subprocess.CompletedProcess:
 def test_the_service_has_the_standard_files_and_its_wiring(generated: Path) -> None:
     package = generated / "services" / "gift-cards" / "src" / "gift_cards"
     assert {str(p.relative_to(package)) for p in package.rglob("*") if p.is_file()} == STANDARD
-    assert not re.search(r"__[A-Z]+__", "".join(p.read_text() for p in package.rglob("*") if p.is_file()))  # no placeholder left
+    text = "".join(p.read_text() for p in package.rglob("*") if p.is_file())
+    assert not re.search(r"__[A-Z]+__", text), "a placeholder is left"
     assert ("gift-cards", "gift_cards", 8099, "gift_cards") in new_service.services_conf(generated)
     compose = (generated / "docker-compose.yml").read_text()
     assert "  gift-cards:\n" in compose and "postgresql://gift_cards:gift_cards@postgres:5432/gift_cards" in compose
