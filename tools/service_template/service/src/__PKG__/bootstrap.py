@@ -16,6 +16,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # produces=[...]: the topics this service publishes to (created at start), e.g. events("__NAME__").
     runtime = ServiceRuntime(settings, migrations=Path(__file__).parent / "migrations")
-    service = Service(runtime.outbox)
+    service = Service()
     runtime.consumers = [consumers.orders_consumer(service)]
     return create_app(runtime, [build_router(service, settings.oms_admin_token)], title="OMS __NAME__")
