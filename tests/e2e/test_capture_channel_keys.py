@@ -17,6 +17,7 @@ from oms_contracts.topics import CHANNELS_EVENTS
 from oms_platform.channel_keys import Caller, ChannelKeys
 from oms_platform.consumer import BatchProcessor
 from oms_platform.http import ApiError
+from oms_platform.outbox import Outbox
 from tests.integration.helpers import migrated_pool
 from tests.support.capture import ADMIN, ADMIN_TOKEN, Capture
 from tests.support.kafka import TopicReader
@@ -74,7 +75,7 @@ async def test_issued_and_revoked_keys_reach_another_services_copy(cap: Capture,
 
         await db.migrate(pool, None, [keys.migrations])
         runtime.pool = pool
-        proc = BatchProcessor(keys.consumer, pool, producer="test", group_id="test.channel-keys")
+        proc = BatchProcessor(keys.consumer, pool, outbox=Outbox("test"), group_id="test.channel-keys")
         await proc.process(records)
         await proc.process(records)  # a redelivery changes nothing
 

@@ -12,6 +12,7 @@ from aiokafka import ConsumerRecord
 
 from oms_contracts import Envelope
 from oms_platform import db
+from oms_platform.outbox import Outbox, OutgoingMessage
 
 
 @asynccontextmanager
@@ -36,6 +37,11 @@ def count_calls(monkeypatch: Any, module: Any, name: str) -> list[int]:
 
     monkeypatch.setattr(module, name, counted)
     return calls
+
+
+async def enqueue(conn: asyncpg.Connection, messages: list[OutgoingMessage]) -> None:
+    """Outbox rows as a service writes them (pg_notify at commit: no relay of this process leads)."""
+    await Outbox("test").write(conn, messages)
 
 
 def consumer_record(topic: str, envelope: Envelope, offset: int = 0) -> ConsumerRecord:

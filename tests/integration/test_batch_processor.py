@@ -16,7 +16,8 @@ from aiokafka import ConsumerRecord
 from oms_contracts import Envelope, new_envelope
 from oms_contracts.orders import OrderCancellationRequestedV1, OrderStatusChangedV1
 from oms_platform import inbox, metrics
-from oms_platform.consumer import BatchProcessor, ConsumerSpec, MessageContext
+from oms_platform.consumer import BatchProcessor, ConsumerSpec, Message, UnitOfWork
+from oms_platform.outbox import Outbox
 from tests.support.infra import Infra
 
 pytestmark = pytest.mark.infra
@@ -34,13 +35,13 @@ class Handlers:
         self.calls: Counter[uuid.UUID] = Counter()
         self.admin_dsn = admin_dsn
 
-    async def on_cancellation(self, ctx: MessageContext) -> None:
-        event = ctx.payload
+    async def on_cancellation(self, msg: Message, uow: UnitOfWork[None]) -> None:
+        event = msg.payload
         assert isinstance(event, OrderCancellationRequestedV1)
-        eid = ctx.envelope.event_id
+        eid = msg.envelope.event_id
         self.calls[eid] += 1
-        await ctx.conn.execute("INSERT INTO effects (event_id, reason) VALUES ($1, $2)", eid, event.reason)
-        ctx.emit(OUT_TOPIC, OrderStatusChangedV1(
+        await uow.conn.execute("INSERT INTO effects (event_id, reason) VALUES ($1, $2)", eid, event.reason)
+        uow.emit(OUT_TOPIC, OrderStatusChangedV1(
             order_id=event.order_id, old_status="confirmed", new_status="cancelled", changed_at=datetime.now(UTC),
         ))
         match event.reason:
@@ -55,10 +56,10 @@ class Handlers:
             case "connection-killed":
                 admin = await asyncpg.connect(self.admin_dsn)
                 try:
-                    await admin.execute("SELECT pg_terminate_backend($1)", ctx.conn.get_server_pid())
+                    await admin.execute("SELECT pg_terminate_backend($1)", uow.conn.get_server_pid())
                 finally:
                     await admin.close()
-                await ctx.conn.execute("INSERT INTO effects (event_id, reason) VALUES ($1, 'after kill')", eid)
+                await uow.conn.execute("INSERT INTO effects (event_id, reason) VALUES ($1, 'after kill')", eid)
 
     def spec(self) -> ConsumerSpec:
         return ConsumerSpec(name="cancellations", topics=[TOPIC], handlers={
@@ -74,7 +75,7 @@ async def effects_pool(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
 
 def _processor(pool: asyncpg.Pool, handlers: Handlers, **kwargs: Any) -> BatchProcessor:
     kwargs = {"max_attempts": 3, "backoff": 0.01, **kwargs}
-    return BatchProcessor(handlers.spec(), pool, producer="test-service", group_id=GROUP, **kwargs)
+    return BatchProcessor(handlers.spec(), pool, outbox=Outbox("test-service"), group_id=GROUP, **kwargs)
 
 
 def _envelope(reason: str = "ok", order_id: uuid.UUID | None = None) -> Envelope:

@@ -14,6 +14,7 @@ import order_capture
 from oms_contracts import new_envelope
 from oms_contracts.orders import OrderStatusChangedV1
 from oms_platform.consumer import BatchProcessor
+from oms_platform.outbox import Outbox
 from order_capture import consumers
 from order_capture import repository as repo
 from tests.integration.helpers import consumer_record, count_calls, migrated_pool
@@ -48,7 +49,7 @@ def _record(order_id, old, new, at, offset) -> ConsumerRecord:
 async def test_the_latest_change_per_order_wins_and_one_statement_writes_the_batch(capture_pool, monkeypatch):
     a, b = await _order(capture_pool), await _order(capture_pool)
     calls = count_calls(monkeypatch, repo, "apply_statuses")
-    processor = BatchProcessor(consumers.STATUS, capture_pool, producer="order-capture", group_id="g")
+    processor = BatchProcessor(consumers.STATUS, capture_pool, outbox=Outbox("order-capture"), group_id="g")
     await processor.process([
         _record(a, "pending", "confirmed", T0 + timedelta(seconds=1), 0),
         _record(b, "pending", "rejected", T0 + timedelta(seconds=1), 1),

@@ -1,9 +1,11 @@
-"""A consumer batch (or an order placed) in the process whose relay leads wakes that relay directly
-once it has committed, instead of through pg_notify; otherwise (no relay, or a standby) it notifies."""
+"""A consumer batch, an HTTP handler's transaction or an order placed, in the process whose relay leads,
+wakes that relay directly once it has committed, instead of through pg_notify; otherwise (no relay, or
+a standby) it notifies. The decision is the Outbox's, whichever way the messages are written."""
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -11,21 +13,25 @@ from aiokafka import ConsumerRecord
 
 from oms_contracts import new_envelope
 from oms_contracts.orders import OrderCancellationRequestedV1, OrderStatusChangedV1
-from oms_platform.consumer import BatchProcessor, ConsumerSpec, MessageContext
-from oms_platform.outbox import NOTIFY_CHANNEL
+from oms_platform.consumer import BatchProcessor, ConsumerSpec, Message, UnitOfWork
+from oms_platform.outbox import NOTIFY_CHANNEL, Outbox
 from tests.integration.helpers import consumer_record, migrated_pool
 
 pytestmark = pytest.mark.infra
 
 
 class FakeRelay:
-    """What BatchProcessor asks of its relay: whether it leads, and wake()."""
+    """What the Outbox asks of its relay: whether it leads, and wake()."""
 
     def __init__(self, leads: bool):
         self.leads, self.wakes = leads, 0
 
     def wake(self) -> None:
         self.wakes += 1
+
+
+# (this process's relay: leading, standby or none; wakes expected, notifications expected)
+RELAYS = pytest.mark.parametrize(("leads", "woken", "notified"), [(True, 1, 0), (False, 0, 1), (None, 0, 1)])
 
 
 @pytest.fixture
@@ -42,9 +48,13 @@ async def notifications(pool: asyncpg.Pool) -> AsyncIterator[list[str]]:
     await pool.release(conn)
 
 
-async def _emit(ctx: MessageContext) -> None:
-    ctx.emit("test.out", OrderStatusChangedV1(order_id=ctx.envelope.order_id, old_status="pending",
-                                             new_status="cancelled", changed_at=ctx.envelope.occurred_at))
+def _changed(order_id: uuid.UUID) -> OrderStatusChangedV1:
+    return OrderStatusChangedV1(order_id=order_id, old_status="pending", new_status="cancelled",
+                                changed_at=datetime.now(UTC))
+
+
+async def _emit(msg: Message, uow: UnitOfWork[None]) -> None:
+    uow.emit("test.out", _changed(msg.envelope.order_id))
 
 
 def _record() -> ConsumerRecord:
@@ -54,18 +64,34 @@ def _record() -> ConsumerRecord:
     return consumer_record("test.in", env)
 
 
-@pytest.mark.parametrize(("relay", "woken", "notified"), [
-    (FakeRelay(leads=True), 1, 0),
-    (FakeRelay(leads=False), 0, 1),
-    (None, 0, 1),
-])
+@RELAYS
 async def test_a_batch_wakes_its_leading_relay_directly_and_notifies_otherwise(
-    pool: asyncpg.Pool, notifications: list[str], relay: FakeRelay | None, woken: int, notified: int
+    pool: asyncpg.Pool, notifications: list[str], leads: bool | None, woken: int, notified: int
 ) -> None:
+    relay = None if leads is None else FakeRelay(leads)
     spec = ConsumerSpec(name="c", topics=["test.in"], handlers={"OrderCancellationRequested": _emit})
-    processor = BatchProcessor(spec, pool, producer="test", group_id="g", relay=relay)  # type: ignore[arg-type]
+    processor = BatchProcessor(spec, pool, outbox=Outbox("test", relay), group_id="g")  # type: ignore[arg-type]
     await processor.process([_record(), _record()])
     await asyncio.sleep(0.3)  # a notification would have arrived by now
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'test.out'") == 2
+    assert (relay.wakes if relay else 0) == woken
+    assert len(notifications) == notified
+
+
+@RELAYS
+async def test_a_transaction_of_an_http_handler_wakes_or_notifies_the_same_way(
+    pool: asyncpg.Pool, notifications: list[str], leads: bool | None, woken: int, notified: int
+) -> None:
+    relay = None if leads is None else FakeRelay(leads)
+    outbox = Outbox("test", relay)  # type: ignore[arg-type]
+    async with outbox.transaction(pool) as uow:
+        uow.emit("test.out", _changed(uuid.uuid4()), order_id=uuid.uuid4())
+        uow.emit("test.out", _changed(uuid.uuid4()), order_id=uuid.uuid4())
+    with pytest.raises(RuntimeError):  # refused: nothing stored, nothing sent, nobody woken
+        async with outbox.transaction(pool) as uow:
+            uow.emit("test.out", _changed(uuid.uuid4()), order_id=uuid.uuid4())
+            raise RuntimeError("refused")
+    await asyncio.sleep(0.3)
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'test.out'") == 2
     assert (relay.wakes if relay else 0) == woken
     assert len(notifications) == notified
@@ -99,7 +125,8 @@ async def test_an_order_placed_wakes_the_leading_relay_of_its_process(
     try:
         relay = FakeRelay(leads)
         order = OrderIn.model_validate(new_order())
-        await handlers.place_order(capture_pool, order, f"key-{uuid.uuid4()}", relay)  # type: ignore[arg-type]
+        await handlers.place_order(capture_pool, Outbox("order-capture", relay), order,  # type: ignore[arg-type]
+                                   f"key-{uuid.uuid4()}")
         await asyncio.sleep(0.3)
     finally:
         await listening.remove_listener(NOTIFY_CHANNEL, listener)

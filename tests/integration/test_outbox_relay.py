@@ -10,9 +10,11 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from oms_contracts import new_envelope
 from oms_contracts.orders import OrderCancellationRequestedV1
-from oms_platform.outbox import OutgoingMessage, enqueue, event_message
+from oms_platform.outbox import OutgoingMessage, message
 from tests.integration.conftest import Relays
+from tests.integration.helpers import enqueue
 from tests.support.kafka import TopicReader
 from tests.support.polling import eventually
 
@@ -66,7 +68,8 @@ async def test_committed_messages_are_published_with_key_and_headers_and_marked_
     ))
     token = otel_context.attach(trace.set_span_in_context(parent))
     try:
-        env, msg = event_message(topic, event, producer="test", order_id=order_id)
+        env = new_envelope(event, producer="test", order_id=order_id)
+        msg = message(topic, env)
     finally:
         otel_context.detach(token)
     traceparent = f"00-{trace_id:032x}-{span_id:016x}-01"

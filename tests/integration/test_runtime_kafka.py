@@ -14,7 +14,7 @@ import pytest
 
 from oms_contracts import Envelope, new_envelope
 from oms_contracts.orders import OrderCancellationRequestedV1
-from oms_platform.consumer import ConsumerSpec, MessageContext
+from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
 from oms_platform.runtime import ServiceRuntime, create_app
 from oms_platform.settings import ServiceSettings
 from tests.support.infra import Infra
@@ -30,15 +30,15 @@ class Probe:
     def __init__(self) -> None:
         self.calls: Counter[uuid.UUID] = Counter()
 
-    async def on_cancellation(self, ctx: MessageContext) -> None:
-        event = ctx.payload
+    async def on_cancellation(self, msg: Message, uow: UnitOfWork[None]) -> None:
+        event = msg.payload
         assert isinstance(event, OrderCancellationRequestedV1)
-        self.calls[ctx.envelope.event_id] += 1
+        self.calls[msg.envelope.event_id] += 1
         if event.reason == "poison":
-            raise RuntimeError(f"cannot handle {ctx.envelope.event_id}")
-        if event.reason == "database-blip" and self.calls[ctx.envelope.event_id] == 1:
+            raise RuntimeError(f"cannot handle {msg.envelope.event_id}")
+        if event.reason == "database-blip" and self.calls[msg.envelope.event_id] == 1:
             raise asyncpg.PostgresConnectionError("connection lost")
-        await ctx.conn.execute("INSERT INTO effects (event_id, reason) VALUES ($1, $2)", ctx.envelope.event_id,
+        await uow.conn.execute("INSERT INTO effects (event_id, reason) VALUES ($1, $2)", msg.envelope.event_id,
                                event.reason)
 
 

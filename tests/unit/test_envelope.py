@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from oms_contracts import Envelope, new_envelope
 from oms_contracts.billing import PaymentConfirmedV1
 from oms_contracts.orders import OrderCancellationRequestedV1
-from oms_platform.outbox import envelope_message, event_message
+from oms_platform.outbox import UnitOfWork, message
 
 CONTRACT_KEYS = {"event_id", "event_type", "event_version", "occurred_at", "producer", "order_id",
                  "correlation_id", "causation_id", "payload"}
@@ -95,12 +95,33 @@ def test_envelope_is_immutable() -> None:
 def test_the_kafka_message_of_an_envelope_has_key_order_id_and_the_type_headers() -> None:
     order_id = uuid.uuid4()
     event = OrderCancellationRequestedV1(order_id=order_id, reason="r", requested_by="customer")
-    env, msg = event_message("oms.orders.events", event, producer="order-capture", order_id=order_id)
+    uow = UnitOfWork(None, "order-capture", None)  # type: ignore[arg-type]
+    env = uow.emit("oms.orders.events", event, order_id=order_id)
+    [msg] = uow.messages
     assert msg.topic == "oms.orders.events"
     assert msg.key == str(order_id)
     headers = dict(msg.headers)
     assert headers["event_type"] == "OrderCancellationRequested" and headers["event_version"] == "1"
     assert headers["content-type"] == "application/json"
     assert Envelope.model_validate_json(msg.value) == env
-    extra = envelope_message("t", env, {"x-test": "1"})
-    assert dict(extra.headers)["x-test"] == "1" and extra.value == msg.value
+    assert env.producer == "order-capture" and env.correlation_id == order_id and env.causation_id is None
+    # The same bytes as pydantic's own JSON of the envelope (orjson writes it without a second walk).
+    assert orjson.loads(msg.value) == orjson.loads(env.model_dump_json())
+    assert message("t", env).value == msg.value
+
+
+def test_what_a_handler_emits_is_caused_by_the_message_it_handles() -> None:
+    order_id = uuid.uuid4()
+    cause = new_envelope(OrderCancellationRequestedV1(order_id=order_id, reason="r", requested_by="customer"),
+                         producer="order-capture", order_id=order_id, correlation_id=uuid.uuid4())
+    uow = UnitOfWork(None, "orchestrator", None, cause)  # type: ignore[arg-type]
+    reply = uow.emit("t", OrderCancellationRequestedV1(order_id=order_id, reason="r", requested_by="x"))
+    assert (reply.order_id, reply.correlation_id, reply.causation_id) == (order_id, cause.correlation_id,
+                                                                         cause.event_id)
+    assert reply.producer == "orchestrator"
+    other, correlation = uuid.uuid4(), uuid.uuid4()
+    given = uow.emit("t", OrderCancellationRequestedV1(order_id=other, reason="r", requested_by="x"),
+                     order_id=other, correlation_id=correlation)
+    assert (given.order_id, given.correlation_id, given.causation_id) == (other, correlation, cause.event_id)
+    assert uow.emit("t", cause) is cause  # an envelope built already is sent as it is
+    assert [m.key for m in uow.messages] == [str(order_id), str(other), str(order_id)]

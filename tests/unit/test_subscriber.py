@@ -10,6 +10,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 
 from oms_platform.consumer import BatchProcessor, ConsumerSpec, OffsetCommitter, subscribe
+from oms_platform.outbox import Outbox
 
 
 class FakeConsumer:
@@ -25,7 +26,7 @@ class FakeConsumer:
 
 def _subscriber(poll_ms: int = 500, max_records: int = 300) -> Any:
     spec = ConsumerSpec(name="probe", topics=["test.poll"], handlers={})
-    processor = BatchProcessor(spec, pool=None, producer="probe", group_id="probe.group")  # type: ignore[arg-type]
+    processor = BatchProcessor(spec, pool=None, outbox=Outbox("probe"), group_id="probe.group")  # type: ignore[arg-type]
     return subscribe(KafkaBroker("127.0.0.1:1"), processor, max_records=max_records, poll_ms=poll_ms)
 
 

@@ -18,6 +18,7 @@ from oms_carriers.carriers import BuiltinCarrier, Carriers, SerialBlocks
 from oms_contracts import new_envelope
 from oms_platform.consumer import BatchProcessor
 from oms_platform.ids import uuid7
+from oms_platform.outbox import Outbox
 from tests.integration.fulfilment.support import cancel_command, create_command
 from tests.integration.helpers import consumer_record, count_calls, migrated_pool, outbox_by_cause
 
@@ -34,8 +35,8 @@ async def pool(fresh_db: str):
 def processor(pool: asyncpg.Pool) -> BatchProcessor:
     serials = SerialBlocks(lambda n: repo.next_tracking_serials(pool, n), size=10)
     carriers = Carriers([BuiltinCarrier(name, serials) for name in ("oms-post", "oms-express")])
-    service = Fulfilment(DEFAULT_RULES, carriers, producer="fulfilment", sender_name="OMS")
-    return BatchProcessor(consumers.command_consumer(service), pool, producer="fulfilment", group_id="g")
+    service = Fulfilment(DEFAULT_RULES, carriers, outbox=Outbox("fulfilment"), sender_name="OMS")
+    return BatchProcessor(consumers.command_consumer(service), pool, outbox=Outbox("fulfilment"), group_id="g")
 
 
 def _record(command, offset: int) -> tuple[ConsumerRecord, UUID]:

@@ -15,6 +15,7 @@ from inventory import consumers
 from inventory import repository as repo
 from oms_platform.consumer import BatchProcessor
 from oms_platform.ids import uuid7
+from oms_platform.outbox import Outbox
 from tests.integration.helpers import consumer_record, count_calls, migrated_pool, outbox_by_cause
 from tests.integration.inventory.support import envelope, release_command, reserve_command, restock_command
 
@@ -34,7 +35,7 @@ async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def processor(pool: asyncpg.Pool) -> BatchProcessor:
     spec = consumers.commands_consumer(backorder_scan_limit=100)
-    return BatchProcessor(spec, pool, producer="inventory", group_id="g")
+    return BatchProcessor(spec, pool, outbox=Outbox("inventory"), group_id="g")
 
 
 def _record(command, offset: int) -> tuple[ConsumerRecord, UUID]:

@@ -12,9 +12,10 @@ import pytest
 import inventory
 from inventory import repository as repo
 from inventory.handlers import reservations
-from inventory.handlers.effects import Cause, Outgoing
+from oms_contracts import new_envelope
 from oms_platform import db
 from oms_platform.ids import uuid7
+from oms_platform.outbox import UnitOfWork
 from tests.integration.inventory.conftest import drop_database
 from tests.integration.inventory.support import reserve_command
 
@@ -45,11 +46,15 @@ async def test_concurrent_transactions_without_the_advisory_lock_never_oversell(
 
     async def reserve_one(i: int) -> str:
         cmd = reserve_command(uuid7(), {"HOT": 1, "COLD": 1 + i % 3}, "PT" if i % 2 else "ES")
-        out = Outgoing("inventory")
+        env = new_envelope(cmd, producer="orchestrator", order_id=cmd.order_id)
         await gate.wait()
         async with pool.acquire() as conn, conn.transaction():
-            await reservations.reserve(conn, cmd, Cause(uuid7(), cmd.order_id), out)
-        return out.messages[0].headers[0][1]  # the reply's event_type
+            batch = reservations.ReserveBatch()  # each transaction a batch of one command
+            await batch.load(conn, [env])
+            uow = UnitOfWork(conn, "inventory", batch, env)
+            await reservations.reserve(uow, cmd)
+            await batch.flush(conn)
+        return uow.messages[0].headers[0][1]  # the reply's event_type
 
     tasks = [asyncio.create_task(reserve_one(i)) for i in range(60)]
     await asyncio.sleep(0.1)

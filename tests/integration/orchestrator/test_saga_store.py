@@ -14,6 +14,7 @@ from oms_contracts import new_envelope
 from oms_contracts.inventory import StockReservedV1
 from oms_platform import db
 from oms_platform.consumer import BatchProcessor
+from oms_platform.outbox import Outbox
 from oms_saga import MIGRATIONS, engine, store
 from oms_saga.runner import SagaRunner
 from oms_saga.state import Incoming
@@ -61,13 +62,13 @@ async def test_the_ticker_resends_due_commands_and_skips_locked_sagas(saga_pool:
     runner = SagaRunner(SAGA)
     async with saga_pool.acquire() as holder, holder.transaction():
         await store.load(holder, "order", held_order)  # a consumer holds this one
-        assert await asyncio.wait_for(runner.tick(saga_pool), 5) == 1
+        assert await asyncio.wait_for(runner.tick(Outbox("orchestrator"), saga_pool), 5) == 1
     async with saga_pool.acquire() as conn:
         attempts = dict(await conn.fetch("SELECT order_id, attempts FROM saga_instances"))
         outbox = await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = 'oms.inventory.commands'")
     assert attempts == {free_order: 2, held_order: 1}
     assert outbox == 1  # the resent ReserveStock, in the ticker's transaction
-    assert await runner.tick(saga_pool) == 1  # released: its turn now
+    assert await runner.tick(Outbox("orchestrator"), saga_pool) == 1  # released: its turn now
 
 
 async def test_notes_are_kept_for_stale_replies(saga_pool: asyncpg.Pool):
@@ -90,14 +91,14 @@ def _record(env, offset: int) -> ConsumerRecord:
 
 
 async def test_events_of_one_order_in_one_batch_build_on_each_other(saga_pool: asyncpg.Pool):
-    """The batch's sagas are locked and read once (before_batch); the second dispatch of the batch
+    """The batch's sagas are locked and read once (SagaBatch.load); the second dispatch of the batch
     sees the first one's effect."""
     t = to_dispatch(saga_test())  # a saga at await_dispatch with two shipments, decided in memory
     async with saga_pool.acquire() as conn, conn.transaction():
         for tr in t.history:
             await store.save(conn, tr, t.now)
     runner = SagaRunner(SAGA)
-    processor = BatchProcessor(saga_consumer(runner), saga_pool, producer="orchestrator", group_id="g")
+    processor = BatchProcessor(saga_consumer(runner), saga_pool, outbox=Outbox("orchestrator"), group_id="g")
     events = [dispatched(t, sid) for sid in shipment_ids(t)]
     envs = [new_envelope(e, producer="fulfilment", order_id=t.order_id) for e in events]
     await processor.process([_record(env, i) for i, env in enumerate(envs)])
@@ -109,7 +110,7 @@ async def test_events_of_one_order_in_one_batch_build_on_each_other(saga_pool: a
 
 
 async def test_a_batch_of_many_sagas_is_written_with_one_statement(saga_pool: asyncpg.Pool, monkeypatch):
-    """Sagas are decided in memory event after event and written once per batch (after_batch)."""
+    """Sagas are decided in memory event after event and written once per batch (SagaBatch.flush)."""
     sagas = [to_dispatch(saga_test()) for _ in range(5)]
     async with saga_pool.acquire() as conn, conn.transaction():
         for t in sagas:
@@ -123,7 +124,7 @@ async def test_a_batch_of_many_sagas_is_written_with_one_statement(saga_pool: as
 
     monkeypatch.setattr(store, "save_many", counted)
     runner = SagaRunner(SAGA)
-    processor = BatchProcessor(saga_consumer(runner), saga_pool, producer="orchestrator", group_id="g")
+    processor = BatchProcessor(saga_consumer(runner), saga_pool, outbox=Outbox("orchestrator"), group_id="g")
     envs = [new_envelope(dispatched(t, sid), producer="fulfilment", order_id=t.order_id)
             for t in sagas for sid in shipment_ids(t)]
     await processor.process([_record(env, i) for i, env in enumerate(envs)])
@@ -146,14 +147,14 @@ async def test_an_event_retried_alone_keeps_nothing_of_its_failed_attempt(saga_p
     spec = saga_consumer(runner)
     handle, failed = spec.handlers["ShipmentDispatched"], []
 
-    async def flaky(ctx):
-        await handle(ctx)  # decides (and records the decision in memory), then fails
-        if ctx.payload.shipment_id == second and not failed:
+    async def flaky(msg, uow):
+        await handle(msg, uow)  # decides (and records the decision in memory), then fails
+        if msg.payload.shipment_id == second and not failed:
             failed.append(1)
             raise RuntimeError("flaky")
 
     spec.handlers["ShipmentDispatched"] = flaky
-    processor = BatchProcessor(spec, saga_pool, producer="orchestrator", group_id="g", backoff=0.01)
+    processor = BatchProcessor(spec, saga_pool, outbox=Outbox("orchestrator"), group_id="g", backoff=0.01)
     envs = [new_envelope(dispatched(t, sid), producer="fulfilment", order_id=t.order_id) for sid in (first, second)]
     await processor.process([_record(env, i) for i, env in enumerate(envs)])
     async with saga_pool.acquire() as conn:

@@ -16,6 +16,7 @@ from oms_contracts import new_envelope, orders
 from oms_contracts.fulfilment import ShipmentDispatchedV1, ShipmentInfo, ShipmentsCreatedV1, ShipmentStatusChangedV1
 from oms_contracts.inventory import StockLine
 from oms_platform.consumer import BatchProcessor
+from oms_platform.outbox import Outbox
 from tests.integration.helpers import consumer_record, count_calls, migrated_pool
 from tests.support.polling import eventually
 from tests.unit.saga.factory import placed
@@ -36,8 +37,8 @@ async def pool(fresh_db: str):
 
 
 def processor(pool: asyncpg.Pool, group: str = "tracking.timeline") -> BatchProcessor:
-    service = Tracking(producer="tracking", link_secret="s", public_url="http://t")
-    return BatchProcessor(timeline_consumer(service), pool, producer="tracking", group_id=group)
+    service = Tracking(outbox=Outbox("tracking"), link_secret="s", public_url="http://t")
+    return BatchProcessor(timeline_consumer(service), pool, outbox=Outbox("tracking"), group_id=group)
 
 
 def status(order_id: UUID, old: str | None, new: str, minutes: int) -> orders.OrderStatusChangedV1:
@@ -80,7 +81,7 @@ async def test_a_batch_is_written_set_based_and_late_events_move_nothing_back(po
 
     assert calls == [7]  # one statement for the batch's entries
     async with pool.acquire() as conn:
-        view = await Tracking(producer="t", link_secret="s", public_url="http://t").load(conn, order_id, None)
+        view = await Tracking(outbox=Outbox("t"), link_secret="s", public_url="http://t").load(conn, order_id, None)
     assert view["channel"] == "web" and view["status"] == "shipped"
     assert view["shipments"][0]["status"] == "dispatched"
     assert [e["type"] for e in view["timeline"]].count("OrderStatusChanged") == 3

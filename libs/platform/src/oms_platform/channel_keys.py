@@ -23,7 +23,7 @@ from fastapi import Request
 
 from oms_contracts.channels import ChannelKeyIssuedV1, ChannelKeyRevokedV1
 from oms_contracts.topics import CHANNELS_EVENTS
-from oms_platform.consumer import ConsumerSpec, MessageContext
+from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
 from oms_platform.http import ApiError, bearer_token, unauthorized
 
 MIGRATIONS = Path(__file__).parent / "channel_keys_migrations"
@@ -44,22 +44,22 @@ class Caller:
         return self.operator or self.channel == channel
 
 
-async def _on_issued(ctx: MessageContext) -> None:
-    e = ctx.payload
+async def _on_issued(msg: Message, uow: UnitOfWork[None]) -> None:
+    e = msg.payload
     assert isinstance(e, ChannelKeyIssuedV1)
-    await ctx.conn.execute(
+    await uow.conn.execute(
         """INSERT INTO channel_keys (key_id, channel, key_hash, issued_at) VALUES ($1, $2, $3, $4)
            ON CONFLICT (key_id) DO NOTHING""",
         e.key_id, e.channel, bytes.fromhex(e.key_hash), e.issued_at,
     )
 
 
-async def _on_revoked(ctx: MessageContext) -> None:
-    e = ctx.payload
+async def _on_revoked(msg: Message, uow: UnitOfWork[None]) -> None:
+    e = msg.payload
     assert isinstance(e, ChannelKeyRevokedV1)
     # A revoke that overtook its issue (another partition order cannot happen: same key id, same
     # partition) still wins: the row is kept revoked.
-    await ctx.conn.execute(
+    await uow.conn.execute(
         """INSERT INTO channel_keys (key_id, channel, key_hash, issued_at, revoked_at)
            VALUES ($1, $2, $3, $4, $4)
            ON CONFLICT (key_id) DO UPDATE SET revoked_at = coalesce(channel_keys.revoked_at, excluded.revoked_at)""",

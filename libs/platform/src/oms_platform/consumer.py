@@ -17,10 +17,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -29,10 +28,10 @@ from pydantic import BaseModel, ValidationError
 
 from oms_contracts import Envelope, parse_payload
 from oms_contracts.topics import dlq
-from oms_platform import inbox, metrics, outbox, telemetry
+from oms_platform import inbox, metrics, telemetry
+from oms_platform.outbox import Outbox, OutgoingMessage, UnitOfWork
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # Errors that say the database (not the message) is the problem: the batch is retried whole.
 INFRA_ERRORS: tuple[type[BaseException], ...] = (
@@ -45,33 +44,27 @@ INFRA_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass
-class MessageContext:
-    """What a handler gets: the open connection (inside the batch transaction), the envelope, the
-    parsed payload, and `emit` to send messages through the outbox in the same transaction."""
+@dataclass(slots=True)
+class Message:
+    """A consumed message: its envelope, its payload parsed into the contract model of its event type
+    and version, and the Kafka record it came in."""
 
-    conn: asyncpg.Connection
     envelope: Envelope
     payload: BaseModel
     record: ConsumerRecord
-    producer: str
-    outgoing: list[outbox.OutgoingMessage] = field(default_factory=list)
-
-    def emit(self, topic: str, event: BaseModel, *, order_id: UUID | None = None) -> Envelope:
-        """Queues an event caused by this message (same correlation id, causation = this event)."""
-        env, msg = outbox.event_message(
-            topic,
-            event,
-            producer=self.producer,
-            order_id=order_id or self.envelope.order_id,
-            correlation_id=self.envelope.correlation_id,
-            causation_id=self.envelope.event_id,
-        )
-        self.outgoing.append(msg)
-        return env
 
 
-Handler = Callable[[MessageContext], Awaitable[None]]
+class BatchState(Protocol):
+    """What a consumer keeps for one batch (ConsumerSpec.batch_state): made fresh for every batch,
+    `load` reads (and locks) what the batch's messages need in one statement before the handlers, the
+    handlers decide in memory (uow.state), and `flush` writes what they decided in one statement."""
+
+    async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None: ...
+
+    async def flush(self, conn: asyncpg.Connection) -> None: ...
+
+
+Handler = Callable[[Message, UnitOfWork[Any]], Awaitable[None]]
 
 
 @dataclass
@@ -82,32 +75,12 @@ class ConsumerSpec:
     name: str
     topics: Sequence[str]
     handlers: dict[str, Handler]
-    # Called once per batch, in its transaction, before the handlers, with the events about to be
-    # applied (new, parsed, with a handler): e.g. to lock every row the batch touches in one sorted
-    # statement, so concurrent consumers cannot deadlock.
-    before_batch: Callable[[asyncpg.Connection, list[Envelope]], Awaitable[None]] | None = None
-    # Called after the handlers, in the same transaction, before the outgoing messages are written:
-    # e.g. to write in one statement what every handler of the batch decided in memory. When messages
-    # are applied one by one (after a handler failed), it runs after each, inside its savepoint, and
-    # before_batch is called again with just the message about to be retried.
-    after_batch: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
-
-
-class BatchLocal(Generic[T]):
-    """State of one consumed batch: set by a before_batch hook, read by the batch's handlers and its
-    after_batch hook, which run right after it in the same task and on the same connection (e.g. rows
-    read once for the whole batch, or changes written once at its end). Another connection (an HTTP
-    request's, or the next batch's before it is set) sees None."""
-
-    def __init__(self, name: str):
-        self._var: ContextVar[tuple[Any, T] | None] = ContextVar(name, default=None)
-
-    def set(self, conn: asyncpg.Connection, value: T) -> None:
-        self._var.set((conn, value))
-
-    def get(self, conn: asyncpg.Connection) -> T | None:
-        item = self._var.get()
-        return item[1] if item is not None and item[0] is conn else None
+    # Makes the batch state (e.g. the class itself). Per batch: load with the events about to be applied
+    # (new, parsed, with a handler), the handlers, then flush, all in the batch's transaction. When
+    # messages are applied one by one (after a handler failed), a state is loaded with them all first
+    # (its locks), then each attempt gets a fresh state loaded with its one message and flushed inside
+    # its savepoint (a failed attempt's decisions go with it).
+    batch_state: Callable[[], BatchState] | None = None
 
 
 class BatchProcessor:
@@ -116,21 +89,19 @@ class BatchProcessor:
         spec: ConsumerSpec,
         pool: asyncpg.Pool,
         *,
-        producer: str,
+        outbox: Outbox,
         group_id: str,
         max_attempts: int = 3,
         backoff: float = 0.05,
         topic_prefix: str = "",
-        relay: outbox.OutboxRelay | None = None,
     ):
         self.spec = spec
         self.topic_prefix = topic_prefix  # of the topics read (KAFKA_TOPIC_PREFIX): dead letters get it too
         self.pool = pool
-        self.producer = producer
+        self.outbox = outbox  # the service's: producer name, and the relay woken after a commit
         self.group_id = group_id
         self.max_attempts = max_attempts
         self.backoff = backoff
-        self.relay = relay  # this process's relay: woken directly after a commit while it leads
         self._tracer = telemetry.tracer("oms.consumer")
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
@@ -164,59 +135,71 @@ class BatchProcessor:
         new events are applied); otherwise every event is applied and claimed with the outgoing
         messages at the end, and _AlreadyClaimed rolls it all back if one was not new."""
         wanted = [env.event_id for _, env, _ in parsed if env and env.event_type in self.spec.handlers]
-        outgoing: list[outbox.OutgoingMessage] = []
+        outgoing: list[OutgoingMessage] = []
         outcomes: list[str] = []
-        wake_here = self.relay is not None and self.relay.leads
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await inbox.claim(conn, self.group_id, wanted) if claim_first else set(wanted)
-            todo: list[tuple[ConsumerRecord, Envelope, BaseModel, Handler]] = []
-            for rec, env, error in parsed:
-                if env is None:
-                    outgoing.append(self._dead_letter(rec, error or "invalid envelope"))
-                    continue
-                handler = self.spec.handlers.get(env.event_type)
-                if handler is None:
-                    outcomes.append("skipped")
-                    continue
-                if env.event_id not in fresh:
-                    outcomes.append("duplicate")
-                    continue
-                fresh.discard(env.event_id)  # the same event twice in one batch: apply once
-                try:
-                    payload = parse_payload(env.event_type, env.event_version, env.payload)
-                except (ValidationError, LookupError) as exc:
-                    # A payload that does not parse will not parse on a retry either.
-                    outgoing.append(self._dead_letter(rec, f"invalid payload: {exc}"))
-                    continue
-                todo.append((rec, env, payload, handler))
-            if self.spec.before_batch is not None and todo:
-                await self.spec.before_batch(conn, [env for _, env, _, _ in todo])
-            for rec, env, payload, handler in todo:
-                if isolate:
-                    first = 2 if env.event_id in attempted else 1
-                    outcomes.append(await self._apply_isolated(conn, rec, env, payload, handler, outgoing, first))
-                else:
-                    ctx = MessageContext(conn, env, payload, rec, self.producer, outgoing)
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                fresh = await inbox.claim(conn, self.group_id, wanted) if claim_first else set(wanted)
+                todo: list[tuple[Message, Handler]] = []
+                for rec, env, error in parsed:
+                    if env is None:
+                        outgoing.append(self._dead_letter(rec, error or "invalid envelope"))
+                        continue
+                    handler = self.spec.handlers.get(env.event_type)
+                    if handler is None:
+                        outcomes.append("skipped")
+                        continue
+                    if env.event_id not in fresh:
+                        outcomes.append("duplicate")
+                        continue
+                    fresh.discard(env.event_id)  # the same event twice in one batch: apply once
                     try:
-                        with self._span(rec, env):
-                            await handler(ctx)
-                    except INFRA_ERRORS:
-                        raise
-                    except Exception as exc:
-                        raise _HandlerFailed(env.event_id) from exc
-                    outcomes.append("applied")
-            if self.spec.after_batch is not None and todo and not isolate:
-                await self.spec.after_batch(conn)
-            if claim_first:
-                await outbox.enqueue(conn, outgoing, notify=not wake_here)
-            elif not await inbox.claim_with_messages(conn, self.group_id, wanted, outgoing, notify=not wake_here):
-                raise _AlreadyClaimed()
-        if wake_here and outgoing:
-            self.relay.wake()  # type: ignore[union-attr]
+                        payload = parse_payload(env.event_type, env.event_version, env.payload)
+                    except (ValidationError, LookupError) as exc:
+                        # A payload that does not parse will not parse on a retry either.
+                        outgoing.append(self._dead_letter(rec, f"invalid payload: {exc}"))
+                        continue
+                    todo.append((Message(env, payload, rec), handler))
+                if isolate and todo:
+                    # The batch's locks in one sorted statement, before any savepoint (none released
+                    # with a failed attempt's); each attempt then loads its own state.
+                    await self._load(conn, [msg.envelope for msg, _ in todo])
+                    for msg, handler in todo:
+                        first = 2 if msg.envelope.event_id in attempted else 1
+                        outcomes.append(await self._apply_isolated(conn, msg, handler, outgoing, first))
+                elif todo:
+                    state = await self._load(conn, [msg.envelope for msg, _ in todo])
+                    for msg, handler in todo:
+                        try:
+                            with self._span(msg):
+                                await handler(msg, UnitOfWork(conn, self.outbox.producer, state, msg.envelope,
+                                                              outgoing))
+                        except INFRA_ERRORS:
+                            raise
+                        except Exception as exc:
+                            raise _HandlerFailed(msg.envelope.event_id) from exc
+                        outcomes.append("applied")
+                    if state is not None:
+                        await state.flush(conn)
+                if claim_first:
+                    written = await self.outbox.write(conn, outgoing)
+                else:
+                    written = self.outbox.sql(outgoing, 3)
+                    if not await inbox.claim_with_messages(conn, self.group_id, wanted, written):
+                        raise _AlreadyClaimed()
+            written.committed()
         for outcome in outcomes:
             metrics.CONSUMED.labels(self.spec.name, outcome).inc()
 
-    def _span(self, rec: ConsumerRecord, env: Envelope) -> Any:
+    async def _load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> BatchState | None:
+        if self.spec.batch_state is None:
+            return None
+        state = self.spec.batch_state()
+        await state.load(conn, envelopes)
+        return state
+
+    def _span(self, msg: Message) -> Any:
+        rec, env = msg.record, msg.envelope
         span = self._tracer.start_as_current_span(
             f"consume {env.event_type}", context=telemetry.extract_context(rec.headers),
             kind=telemetry.trace.SpanKind.CONSUMER,
@@ -225,34 +208,33 @@ class BatchProcessor:
         return span
 
     async def _apply_isolated(
-        self, conn: asyncpg.Connection, rec: ConsumerRecord, env: Envelope, payload: BaseModel, handler: Handler,
-        outgoing: list[outbox.OutgoingMessage], first_attempt: int = 1,
+        self, conn: asyncpg.Connection, msg: Message, handler: Handler, outgoing: list[OutgoingMessage],
+        first_attempt: int = 1,
     ) -> str:
         for attempt in range(first_attempt, self.max_attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 2))
-            ctx = MessageContext(conn, env, payload, rec, self.producer)
+            uow: UnitOfWork[Any] = UnitOfWork(conn, self.outbox.producer, None, msg.envelope)
             try:
-                with self._span(rec, env):
+                with self._span(msg):
                     async with conn.transaction():  # a savepoint: a failed attempt leaves no trace
-                        await handler(ctx)
-                        if self.spec.after_batch is not None:
-                            await self.spec.after_batch(conn)
-                outgoing.extend(ctx.outgoing)
+                        uow.state = await self._load(conn, [msg.envelope])
+                        await handler(msg, uow)
+                        if uow.state is not None:
+                            await uow.state.flush(conn)
+                outgoing.extend(uow.messages)
                 return "applied"
             except INFRA_ERRORS:
                 raise
             except Exception as exc:
-                if self.spec.before_batch is not None:  # forget what the failed attempt decided
-                    await self.spec.before_batch(conn, [env])
                 if attempt >= self.max_attempts:
-                    log.exception("event %s failed %d times; dead-lettering", env.event_id, attempt)
-                    outgoing.append(self._dead_letter(rec, f"{type(exc).__name__}: {exc}"))
+                    log.exception("event %s failed %d times; dead-lettering", msg.envelope.event_id, attempt)
+                    outgoing.append(self._dead_letter(msg.record, f"{type(exc).__name__}: {exc}"))
                     return "dead_lettered"
-        outgoing.append(self._dead_letter(rec, "failed on every attempt"))  # max_attempts == 1
+        outgoing.append(self._dead_letter(msg.record, "failed on every attempt"))  # max_attempts == 1
         return "dead_lettered"
 
-    def _dead_letter(self, rec: ConsumerRecord, error: str) -> outbox.OutgoingMessage:
+    def _dead_letter(self, rec: ConsumerRecord, error: str) -> OutgoingMessage:
         metrics.CONSUMED.labels(self.spec.name, "dead_lettered").inc()
         log.warning("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, error)
         headers = [(k, v.decode("utf-8", "replace")) for k, v in (rec.headers or []) if v is not None]
@@ -266,7 +248,7 @@ class BatchProcessor:
         ]
         key = rec.key.decode("utf-8", "replace") if rec.key else ""
         value = rec.value if isinstance(rec.value, bytes) else bytes(rec.value or b"")
-        return outbox.OutgoingMessage(dlq(rec.topic.removeprefix(self.topic_prefix)), key, value, headers)
+        return OutgoingMessage(dlq(rec.topic.removeprefix(self.topic_prefix)), key, value, headers)
 
 
 class _AlreadyClaimed(Exception):

@@ -6,7 +6,7 @@ batch's last statement (`claim_with_messages`, which also writes its outgoing me
 trip less per batch, and when any id turns out to be taken already the caller rolls back and applies
 the batch again claiming first (a redelivery is the rare case, so the common one pays nothing)."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from uuid import UUID
 
 import asyncpg
@@ -29,27 +29,22 @@ async def claim(conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUI
     return {r["event_id"] for r in await conn.fetch(_CLAIM, consumer, ids)}
 
 
-_CLAIM_WITH_MESSAGES = {notify: f"""
+async def claim_with_messages(
+    conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUID], messages: outbox.OutboxWrite,
+) -> bool:
+    """Claims the ids and writes the messages (`Outbox.sql(..., first_param=3)`) in one statement. False
+    when any id was claimed before: the caller must roll back (its effects were applied for an event
+    already applied) and claim first instead."""
+    ids = list(dict.fromkeys(event_ids))
+    if not ids and not messages.params[0]:  # a batch of events this consumer has no handler for
+        return True
+    row = await conn.fetchrow(f"""
 WITH claimed AS (
     INSERT INTO inbox (consumer, event_id)
     SELECT $1, unnest($2::uuid[])
     ON CONFLICT DO NOTHING
     RETURNING 1
-), sent AS ({outbox.rows_cte(3)})
-SELECT (SELECT count(*) FROM claimed) AS claimed, {outbox.wake_sql("sent", notify)} AS notified
-""" for notify in (True, False)}
-
-
-async def claim_with_messages(
-    conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUID], messages: Sequence[outbox.OutgoingMessage],
-    *, notify: bool = True,
-) -> bool:
-    """Claims the ids and writes the messages to the outbox (waking the relay at commit, unless
-    notify=False: see outbox.enqueue) in one statement. False when any id was claimed before: the
-    caller must roll back (its effects were applied for an event already applied) and claim first
-    instead."""
-    ids = list(dict.fromkeys(event_ids))
-    if not ids and not messages:  # a batch of events this consumer has no handler for
-        return True
-    row = await conn.fetchrow(_CLAIM_WITH_MESSAGES[notify], consumer, ids, *outbox.rows_params(messages))
+), {messages.cte}
+SELECT (SELECT count(*) FROM claimed) AS claimed, {messages.wake} AS notified
+""", consumer, ids, *messages.params)
     return row["claimed"] == len(ids)

@@ -10,10 +10,11 @@ publish) and when the relay stops.
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from typing import Generic, TypeVar
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -26,6 +27,7 @@ from oms_platform import db, faults, metrics, telemetry
 
 log = logging.getLogger(__name__)
 
+S = TypeVar("S")
 NOTIFY_CHANNEL = "oms_outbox"
 # One relay per database publishes at a time (it holds this advisory lock); a second instance of
 # the service waits as a standby. One publisher keeps each order's messages in commit order.
@@ -51,116 +53,130 @@ class OutgoingMessage:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _headers(event_type: str, event_version: int, extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """The headers of CONTRACT.md (event_type, traceparent...) with the current trace context."""
-    return list({
-        "event_type": event_type,
-        "event_version": str(event_version),
-        "content-type": "application/json",
-        **telemetry.inject_headers(),
-        **(extra or {}),
-    }.items())
-
-
-def envelope_message(topic: str, envelope: Envelope, extra_headers: dict[str, str] | None = None) -> OutgoingMessage:
-    return OutgoingMessage(
-        topic=topic,
-        key=str(envelope.order_id),
-        value=orjson.dumps(envelope.model_dump(mode="json")),
-        headers=_headers(envelope.event_type, envelope.event_version, extra_headers),
-    )
-
-
-def event_message(
-    topic: str,
-    event: BaseModel,
-    *,
-    producer: str,
-    order_id: UUID,
-    correlation_id: UUID | None = None,
-    causation_id: UUID | None = None,
-) -> tuple[Envelope, OutgoingMessage]:
-    env = new_envelope(
-        event, producer=producer, order_id=order_id, correlation_id=correlation_id, causation_id=causation_id
-    )
-    return env, envelope_message(topic, env)
-
-
-def payload_message(
-    topic: str,
-    event_type: str,
-    event_version: int,
-    payload: dict,
-    *,
-    producer: str,
-    order_id: UUID,
-    correlation_id: UUID | None = None,
-    causation_id: UUID | None = None,
-) -> OutgoingMessage:
-    """Like event_message, for a payload that is already plain JSON data validated upstream (the hot
-    path of order capture): no second round of model validation. Tests check it against the model."""
+def message(topic: str, envelope: Envelope) -> OutgoingMessage:
+    """The one way to build an outgoing message: a contracts envelope on a topic, keyed by its order id
+    (one order's messages stay in order), with the headers of CONTRACT.md (event_type, event_version,
+    the current trace's traceparent). The envelope is serialised by orjson as pydantic would in JSON
+    mode (UUIDs as strings, times as RFC 3339 with Z), without walking the payload a second time."""
     body = {
-        "event_id": str(uuid4()), "event_type": event_type, "event_version": event_version,
-        "occurred_at": datetime.now(UTC).isoformat(), "producer": producer, "order_id": str(order_id),
-        "correlation_id": str(correlation_id or order_id), "causation_id": str(causation_id) if causation_id else None,
-        "payload": payload,
+        "event_id": envelope.event_id, "event_type": envelope.event_type, "event_version": envelope.event_version,
+        "occurred_at": envelope.occurred_at, "producer": envelope.producer, "order_id": envelope.order_id,
+        "correlation_id": envelope.correlation_id, "causation_id": envelope.causation_id,
+        "payload": envelope.payload,
     }
-    return OutgoingMessage(
-        topic=topic, key=str(order_id), value=orjson.dumps(body), headers=_headers(event_type, event_version)
-    )
+    headers = {"event_type": envelope.event_type, "event_version": str(envelope.event_version),
+               "content-type": "application/json", **telemetry.inject_headers()}
+    # default=str: ids read by asyncpg are its own UUID type, which orjson does not take as a UUID.
+    value = orjson.dumps(body, default=str, option=orjson.OPT_UTC_Z)
+    return OutgoingMessage(topic, str(envelope.order_id), value, list(headers.items()))
 
 
-def insert_cte(source: str, first_param: int) -> str:
-    """SQL of a data-modifying CTE body that writes one outbox row per row of `source` (an earlier CTE),
-    taking topic, key, value and headers from parameters $first_param..$first_param+3 (see cte_params).
-    Lets a service write its state change and its message in ONE statement (one round trip)."""
-    p = first_param
-    return (
-        f"INSERT INTO outbox (topic, key, value, headers) SELECT ${p}, ${p + 1}, ${p + 2}, ${p + 3}::text::jsonb "
-        f"FROM {source} RETURNING 1"
-    )
+@dataclass(slots=True)
+class UnitOfWork(Generic[S]):
+    """One transaction's work: `conn` (the open transaction), `state` (a consumer's batch state: see
+    ConsumerSpec.batch_state; None elsewhere) and `emit`, the one way to send a message. What is
+    emitted is written to the outbox in the same transaction, and the relay is woken once it commits
+    (by whoever runs the transaction: the BatchProcessor, or Outbox.transaction)."""
 
+    conn: asyncpg.Connection
+    producer: str
+    state: S
+    # The message being handled: what is emitted is caused by it and shares its correlation id (None
+    # in an HTTP request or a background task: then the correlation id is the order id).
+    cause: Envelope | None = None
+    messages: list[OutgoingMessage] = field(default_factory=list)
 
-def cte_params(message: OutgoingMessage) -> tuple[str, str, bytes, str]:
-    return message.topic, message.key, message.value, orjson.dumps(message.headers).decode()
+    def emit(self, topic: str, event: BaseModel, *, order_id: UUID | None = None,
+             correlation_id: UUID | None = None, causation_id: UUID | None = None) -> Envelope:
+        """Sends a contract event (wrapped in a new envelope; order id, correlation and causation from
+        the message being handled unless given) or an Envelope built already (sent as it is: e.g. the
+        saga engine records its commands' ids)."""
+        if isinstance(event, Envelope):
+            envelope = event
+        else:
+            cause = self.cause
+            if cause is not None:
+                order_id = order_id or cause.order_id
+                correlation_id = correlation_id or cause.correlation_id
+                causation_id = causation_id or cause.event_id
+            if order_id is None:
+                raise ValueError(f"{type(event).__name__} needs an order_id outside a consumed message")
+            envelope = new_envelope(event, producer=self.producer, order_id=order_id, correlation_id=correlation_id,
+                                    causation_id=causation_id)
+        self.messages.append(message(topic, envelope))
+        return envelope
 
 
 NOTIFY_SQL = f"pg_notify('{NOTIFY_CHANNEL}', '')"
 
 
-def rows_cte(first_param: int) -> str:
-    """SQL of a data-modifying CTE body that writes one outbox row per message, from the four arrays
-    of rows_params at parameters $first_param..$first_param+3 (for statements that write their
-    messages along with something else)."""
-    p = first_param
-    return (
-        "INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb "
-        f"FROM unnest(${p}::text[], ${p + 1}::text[], ${p + 2}::bytea[], ${p + 3}::text[]) AS u(t, k, v, h) RETURNING 1"
-    )
+@dataclass(frozen=True, slots=True)
+class OutboxWrite:
+    """Messages written by a statement of the caller's (SQL fragments for a hot path that writes them
+    with its own change, in one round trip): put `cte` in the statement's WITH list and `wake` in its
+    SELECT list, pass `params` at the parameter numbers it was made for, and call `committed()` once
+    the transaction has committed."""
+
+    cte: str
+    wake: str
+    params: tuple[list[str], list[str], list[bytes], list[str]]
+    _relay: "OutboxRelay | None"
+
+    def committed(self) -> None:
+        """After the commit: wakes this process's relay when it was chosen over pg_notify."""
+        if self._relay is not None and self.params[0]:
+            self._relay.wake()
 
 
-def rows_params(messages: Sequence[OutgoingMessage]) -> tuple[list[str], list[str], list[bytes], list[str]]:
-    return (
-        [m.topic for m in messages], [m.key for m in messages], [m.value for m in messages],
-        [orjson.dumps(m.headers).decode() for m in messages],
-    )
+class Outbox:
+    """A service's way out (ServiceRuntime.outbox): every message is written to the outbox table in
+    the transaction of the change it reports, and the relay is woken once that commits. While this
+    process's relay leads, it is woken directly after the commit (one notification and one wake-up
+    less per hop); otherwise pg_notify wakes the leader, whichever process it is in (a commit made
+    just as leadership moves is found by that relay's poll at the latest).
 
+    Services send with `uow.emit` only. HTTP handlers and background tasks get their uow from
+    `async with outbox.transaction(pool) as uow:`; consumers from the BatchProcessor, which writes their
+    messages with its inbox claim. `sql` and `write` are how those (and one hot path, order capture's
+    single-statement place-order) write the rows."""
 
-def wake_sql(cte: str, notify: bool) -> str:
-    """A select item that wakes the relay at commit when the CTE `cte` wrote a row (NULL without notify)."""
-    return f"(SELECT {NOTIFY_SQL} FROM {cte} LIMIT 1)" if notify else "NULL"
+    def __init__(self, producer: str, relay: "OutboxRelay | None" = None):
+        self.producer, self.relay = producer, relay
 
+    def sql(self, messages: Sequence[OutgoingMessage], first_param: int, *, name: str = "outbox_rows",
+            only_if: str | None = None) -> OutboxWrite:
+        """The write of `messages` as a data-modifying CTE `name` taking parameters first_param..+3
+        (only when the CTE `only_if` returned a row, if given), and the select item that wakes the
+        relay at commit when it wrote any (pg_notify), unless this process's leading relay will be
+        woken by `committed()` instead."""
+        p = first_param
+        gate = f" WHERE EXISTS (SELECT 1 FROM {only_if})" if only_if else ""
+        cte = (f"{name} AS (INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb "
+               f"FROM unnest(${p}::text[], ${p + 1}::text[], ${p + 2}::bytea[], ${p + 3}::text[]) AS u(t, k, v, h)"
+               f"{gate} RETURNING 1)")
+        params = ([m.topic for m in messages], [m.key for m in messages], [m.value for m in messages],
+                  [orjson.dumps(m.headers).decode() for m in messages])
+        relay = self.relay if self.relay is not None and self.relay.leads else None
+        wake = "NULL" if relay is not None else f"(SELECT {NOTIFY_SQL} FROM {name} LIMIT 1)"
+        return OutboxWrite(cte, wake, params, relay)
 
-_INSERT = {notify: f"WITH ins AS ({rows_cte(1)}) SELECT {wake_sql('ins', notify)}" for notify in (True, False)}
+    async def write(self, conn: asyncpg.Connection, messages: Sequence[OutgoingMessage]) -> OutboxWrite:
+        """Writes messages in the caller's transaction with one INSERT; call committed() after the commit."""
+        w = self.sql(messages, 1)
+        if messages:
+            await conn.fetchrow(f"WITH {w.cte} SELECT {w.wake}", *w.params)
+        return w
 
-
-async def enqueue(conn: asyncpg.Connection, messages: Sequence[OutgoingMessage], *, notify: bool = True) -> None:
-    """Writes messages into the outbox inside the caller's transaction (one round trip), and wakes
-    the relay when that transaction commits (notify=False: the caller wakes its own process's leading
-    relay after the commit instead, see OutboxRelay.leads)."""
-    if not messages:
-        return
-    await conn.fetchrow(_INSERT[notify], *rows_params(messages))
+    @asynccontextmanager
+    async def transaction(self, pool: asyncpg.Pool) -> AsyncIterator[UnitOfWork[None]]:
+        """A transaction whose emitted messages are written with one INSERT before it commits (nothing
+        of it, messages included, if the block raises)."""
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                uow: UnitOfWork[None] = UnitOfWork(conn, self.producer, None)
+                yield uow
+                written = await self.write(conn, uow.messages)
+            written.committed()
 
 
 class OutboxRelay:

@@ -17,7 +17,7 @@ from oms_contracts.topics import dlq
 from oms_platform import db, kafka, kafka_outages, telemetry
 from oms_platform.consumer import BatchProcessor, ConsumerSpec, subscribe
 from oms_platform.http import ORJSONResponse, PlatformMiddleware, install_error_handlers
-from oms_platform.outbox import OutboxRelay
+from oms_platform.outbox import Outbox, OutboxRelay
 from oms_platform.settings import ServiceSettings
 
 if TYPE_CHECKING:  # imported when a service has consumers (start)
@@ -44,6 +44,8 @@ class ServiceRuntime:
         self.pool: asyncpg.Pool | None = None
         self.kafka_outages: kafka_outages.KafkaOutageLog | None = None
         self.relay: OutboxRelay | None = None
+        # Every message the service sends goes through it (its relay is set at start when enabled).
+        self.outbox = Outbox(settings.service_name)
         self.broker: KafkaBroker | None = None
         self.processors: list[BatchProcessor] = []
         self.subscribers: list = []
@@ -80,6 +82,7 @@ class ServiceRuntime:
                 inbox_retention_seconds=int(s.inbox_retention_hours * 3600),
             )
             await self.relay.start()
+            self.outbox.relay = self.relay
         if self.consumers:
             from faststream.kafka import KafkaBroker
 
@@ -88,8 +91,8 @@ class ServiceRuntime:
                                       apply_types=False)
             for spec in self.consumers:
                 proc = BatchProcessor(
-                    spec, self.pool, producer=s.service_name, group_id=self.group_id(spec),
-                    max_attempts=s.consumer_max_attempts, topic_prefix=s.kafka_topic_prefix, relay=self.relay,
+                    spec, self.pool, outbox=self.outbox, group_id=self.group_id(spec),
+                    max_attempts=s.consumer_max_attempts, topic_prefix=s.kafka_topic_prefix,
                 )
                 self.processors.append(proc)
                 self.subscribers.append(subscribe(

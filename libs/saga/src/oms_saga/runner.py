@@ -9,16 +9,17 @@ restarted service decides again from the same state."""
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from uuid import UUID
 
 import asyncpg
 from pydantic import BaseModel
 
 from oms_contracts import Envelope
-from oms_platform import faults, outbox
-from oms_platform.consumer import BatchLocal, ConsumerSpec, Handler, MessageContext
+from oms_platform import faults
+from oms_platform.consumer import ConsumerSpec, Handler, Message, UnitOfWork
+from oms_platform.outbox import Outbox
 from oms_saga import engine, metrics, store
 from oms_saga.definition import Saga
 from oms_saga.state import Incoming, SagaState, Transition
@@ -26,17 +27,38 @@ from oms_saga.state import Incoming, SagaState, Transition
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Batch:
-    """The sagas of the batch being applied, set by before_batch and used by the handlers, which run in
-    the same task right after it: read once (locked), decided in memory event after event, and written
-    once by after_batch."""
+class SagaBatch:
+    """The batch state of a saga's consumer (ConsumerSpec.batch_state): the batch's sagas read (and
+    locked) in one statement, decided in memory event after event, and written in one statement."""
 
-    states: dict[UUID, SagaState | None]
-    writes: dict[UUID, store.Write] = field(default_factory=dict)  # saga_id -> what to write
+    def __init__(self, saga_name: str):
+        self.saga_name = saga_name
+        self.states: dict[UUID, SagaState | None] = {}
+        self.writes: dict[UUID, store.Write] = {}  # saga_id -> what to write
 
+    async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        ids = sorted({env.order_id for env in envelopes})
+        found = await store.load_many(conn, self.saga_name, ids)
+        self.states = {order_id: found.get(order_id) for order_id in ids}
 
-_BATCH: BatchLocal[_Batch] = BatchLocal("saga_batch")
+    async def get(self, conn: asyncpg.Connection, order_id: UUID) -> SagaState | None:
+        if order_id not in self.states:  # a saga keyed by another order than the message's
+            self.states[order_id] = await store.load(conn, self.saga_name, order_id)
+        return self.states[order_id]
+
+    def record(self, tr: Transition, now: datetime) -> None:
+        if tr.state is None:
+            return
+        write = self.writes.get(tr.state.saga_id)
+        if write is None:
+            write = self.writes[tr.state.saga_id] = store.Write(tr.state)
+        write.add(tr, now)
+        self.states[tr.state.order_id] = tr.state  # the order's next event in this batch starts here
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        writes, self.writes = list(self.writes.values()), {}
+        if writes:
+            await store.save_many(conn, writes)
 
 
 def utcnow() -> datetime:
@@ -47,78 +69,46 @@ class SagaRunner:
     def __init__(self, saga: Saga, clock: Callable[[], datetime] = utcnow):
         self.saga, self.clock = saga, clock
 
-    def _messages(self, tr: Transition) -> list[outbox.OutgoingMessage]:
-        return [outbox.envelope_message(topic, env) for topic, env in tr.messages]
-
     def consumer(self, name: str, topics: list[str], handlers: dict[str, Handler]) -> ConsumerSpec:
-        """The consumer that runs this saga: its handlers call start or handle; the batch's sagas are
-        read before them and written after them (both hooks belong together)."""
-        return ConsumerSpec(name=name, topics=topics, handlers=handlers, before_batch=self.before_batch,
-                            after_batch=self.after_batch)
+        """The consumer that runs this saga: its handlers call start or handle, on the batch's SagaBatch."""
+        return ConsumerSpec(name=name, topics=topics, handlers=handlers,
+                            batch_state=partial(SagaBatch, self.saga.name))
 
-    async def before_batch(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
-        """ConsumerSpec.before_batch: locks and reads every saga the batch touches in one statement;
-        the handlers then take them from here instead of one SELECT each. (Called again for one event
-        before it is retried alone: what a failed attempt decided is forgotten with its savepoint.)"""
-        ids = sorted({env.order_id for env in envelopes})
-        found = await store.load_many(conn, self.saga.name, ids)
-        _BATCH.set(conn, _Batch({order_id: found.get(order_id) for order_id in ids}))
-
-    async def after_batch(self, conn: asyncpg.Connection) -> None:
-        """ConsumerSpec.after_batch: writes every saga the handlers changed, in one statement."""
-        batch = _BATCH.get(conn)
-        if batch is not None and batch.writes:
-            writes, batch.writes = list(batch.writes.values()), {}
-            await store.save_many(conn, writes)
-
-    async def _load(self, conn: asyncpg.Connection, order_id: UUID) -> SagaState | None:
-        batch = _BATCH.get(conn)
-        if batch is not None and order_id in batch.states:
-            return batch.states[order_id]
-        return await store.load(conn, self.saga.name, order_id)
-
-    async def start(self, ctx: MessageContext, order_id: UUID, data: BaseModel) -> Transition:
+    async def start(self, msg: Message, uow: UnitOfWork[SagaBatch], order_id: UUID, data: BaseModel) -> Transition:
         """Starts the saga of an order from the consumed event (a repeat start changes nothing)."""
         now = self.clock()
-        existing = await self._load(ctx.conn, order_id)
-        tr = engine.start(self.saga, existing, order_id, data, Incoming.of(ctx.envelope, ctx.payload), now)
-        return await self._write(ctx, tr, now)
+        existing = await uow.state.get(uow.conn, order_id)
+        tr = engine.start(self.saga, existing, order_id, data, Incoming.of(msg.envelope, msg.payload), now)
+        return self._record(uow, tr, now)
 
-    async def handle(self, ctx: MessageContext, key: UUID | None = None) -> Transition:
+    async def handle(self, msg: Message, uow: UnitOfWork[SagaBatch], key: UUID | None = None) -> Transition:
         """Applies a consumed event to its order's saga (or to the saga of `key`, for sagas keyed by
         something other than the order, e.g. a return)."""
         now = self.clock()
-        incoming = Incoming.of(ctx.envelope, ctx.payload)
-        state = await self._load(ctx.conn, key or incoming.order_id)
+        incoming = Incoming.of(msg.envelope, msg.payload)
+        state = await uow.state.get(uow.conn, key or incoming.order_id)
         tr = engine.handle(self.saga, state, incoming, now)
         if tr.state is None:
             log.debug("%s for order %s: no %s saga; ignored", incoming.event_type, incoming.order_id, self.saga.name)
-        return await self._write(ctx, tr, now)
+        return self._record(uow, tr, now)
 
-    async def _write(self, ctx: MessageContext, tr: Transition, now: datetime) -> Transition:
-        batch = _BATCH.get(ctx.conn)
-        if batch is None:  # not under a consumer with after_batch: write now
-            await store.save(ctx.conn, tr, now)
-        elif tr.state is not None:
-            write = batch.writes.get(tr.state.saga_id)
-            if write is None:
-                write = batch.writes[tr.state.saga_id] = store.Write(tr.state)
-            write.add(tr, now)
-            batch.states[tr.state.order_id] = tr.state  # the order's next event in this batch starts here
-        # The envelopes carry the ids the saga recorded, so they are queued as they are (what
-        # ctx.emit would write: same producer, correlation and causation).
-        ctx.outgoing.extend(self._messages(tr))
+    def _record(self, uow: UnitOfWork[SagaBatch], tr: Transition, now: datetime) -> Transition:
+        uow.state.record(tr, now)
+        # The envelopes carry the ids the saga recorded, so they are sent as they are.
+        for topic, env in tr.messages:
+            uow.emit(topic, env)
         faults.crash_point("saga.before_commit")
         # Counted before the batch commits (the platform has no after-commit hook): a batch that is
         # rolled back and redelivered counts twice.
         metrics.observe(self.saga.name, tr)
         return tr
 
-    async def tick(self, pool: asyncpg.Pool, *, limit: int = 200) -> int:
+    async def tick(self, outbox: Outbox, pool: asyncpg.Pool, *, limit: int = 200) -> int:
         """Applies due deadlines to up to `limit` sagas in one transaction; returns how many."""
         now = self.clock()
         done: list[Transition] = []
-        async with pool.acquire() as conn, conn.transaction():
+        async with outbox.transaction(pool) as uow:
+            conn = uow.conn
             states = await store.due(conn, self.saga.name, now, limit)
             writes = []
             for state in states:
@@ -130,7 +120,9 @@ class SagaRunner:
                 writes.append(store.Write.of([tr], now))
                 done.append(tr)
             await store.save_many(conn, writes)
-            await outbox.enqueue(conn, [m for tr in done for m in self._messages(tr)])
+            for tr in done:
+                for topic, env in tr.messages:
+                    uow.emit(topic, env)
             faults.crash_point("saga.tick_before_commit")
         for tr in done:
             metrics.observe(self.saga.name, tr)
@@ -141,9 +133,9 @@ class DeadlineTicker:
     """Background task: applies due deadlines every `interval` seconds (at once again while batches
     come back full) and keeps the stuck-saga gauge current."""
 
-    def __init__(self, runner: SagaRunner, get_pool: Callable[[], asyncpg.Pool | None], *, interval: float,
-                 batch_size: int = 200, gauge_every: float = 5.0):
-        self.runner, self.get_pool = runner, get_pool
+    def __init__(self, runner: SagaRunner, outbox: Outbox, get_pool: Callable[[], asyncpg.Pool | None], *,
+                 interval: float, batch_size: int = 200, gauge_every: float = 5.0):
+        self.runner, self.outbox, self.get_pool = runner, outbox, get_pool
         self.interval, self.batch_size, self.gauge_every = interval, batch_size, gauge_every
         self._task: asyncio.Task | None = None
 
@@ -162,9 +154,9 @@ class DeadlineTicker:
             try:
                 pool = self.get_pool()
                 if pool is not None:
-                    applied = n = await self.runner.tick(pool, limit=self.batch_size)
+                    applied = n = await self.runner.tick(self.outbox, pool, limit=self.batch_size)
                     while n == self.batch_size:
-                        n = await self.runner.tick(pool, limit=self.batch_size)
+                        n = await self.runner.tick(self.outbox, pool, limit=self.batch_size)
                         applied += n
                     # Deadlines are what flag sagas stuck: count again after any, else now and then.
                     if applied or loop.time() >= next_gauge:

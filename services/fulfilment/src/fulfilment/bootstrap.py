@@ -47,6 +47,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     unknown = {r.carrier for r in rules} - carriers.names()
     if unknown:
         raise SystemExit(f"carrier rules name carriers without an adapter: {sorted(unknown)}")
-    service = Fulfilment(rules, carriers, producer=settings.service_name, sender_name=settings.label_sender_name)
+    service = Fulfilment(rules, carriers, outbox=runtime.outbox, sender_name=settings.label_sender_name)
     runtime.consumers = [consumers.command_consumer(service), consumers.DELIVERIES]
     return create_app(runtime, [build_router(service, settings.oms_admin_token)], title="OMS fulfilment")

@@ -2,7 +2,6 @@
 transitions pick -> pack -> dispatch, reading shipments and their labels."""
 
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -23,6 +22,7 @@ from fulfilment.domain import (
 )
 from oms_carriers.carriers import BookingRequest, Carriers
 from oms_carriers.labels import LabelData
+from oms_contracts import Envelope
 from oms_contracts.fulfilment import (
     CancelShipmentsV1,
     CreateShipmentsV1,
@@ -37,9 +37,9 @@ from oms_contracts.fulfilment import (
 from oms_contracts.inventory import StockLine
 from oms_contracts.orders import Address
 from oms_contracts.topics import events
-from oms_platform import outbox
 from oms_platform.errors import Conflict, InvalidTransition, NotFound, Violation
 from oms_platform.ids import uuid7
+from oms_platform.outbox import Outbox, UnitOfWork
 from oms_platform.pagination import Keyset, Page
 
 log = logging.getLogger(__name__)
@@ -66,13 +66,38 @@ def _info(row: asyncpg.Record | dict[str, Any]) -> ShipmentInfo:
                         carrier=row["carrier"], service=row["service"], tracking_number=row["tracking_number"])
 
 
-@dataclass
-class CommandBatch:
-    """What one consumed batch of commands knows: its orders' state (read once for the batch, kept
-    current by its commands) and the shipments it created, written in one statement at its end."""
+def _transition_event(row: asyncpg.Record, old: str, new: str, at: datetime) -> BaseModel:
+    if new == "dispatched":
+        return ShipmentDispatchedV1(
+            order_id=row["order_id"], shipment_id=row["shipment_id"], location_id=row["location_id"],
+            lines=row["lines"], carrier=row["carrier"], service=row["service"],
+            tracking_number=row["tracking_number"], dispatched_at=at,
+        )
+    return ShipmentStatusChangedV1(order_id=row["order_id"], shipment_id=row["shipment_id"],
+                                   old_status=old, new_status=new, at=at)
 
-    states: dict[UUID, tuple[str | None, bool]]  # order -> (cancellation reason, has shipments)
-    pending: list[dict[str, Any]] = field(default_factory=list)
+
+class CommandBatch:
+    """The batch state of the command consumer: its orders locked and their state read once for the
+    batch (kept current by its commands), and the shipments it created, written in one statement."""
+
+    def __init__(self) -> None:
+        self.states: dict[UUID, tuple[str | None, bool]] = {}  # order -> (cancellation reason, has shipments)
+        self.pending: list[dict[str, Any]] = []
+
+    async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        """The commands of one order are applied one at a time across service instances: the batch locks
+        its orders before the first command (and holds them until it commits), then reads their state
+        (after the locks: a batch that held them before has committed)."""
+        order_ids = [env.order_id for env in envelopes]
+        await repo.lock_orders(conn, order_ids)
+        self.states = await repo.order_states(conn, order_ids)
+
+    async def state_of(self, conn: asyncpg.Connection, order_id: UUID) -> tuple[str | None, bool]:
+        state = self.states.get(order_id)
+        if state is None:  # forgotten by a cancellation of the batch: read again
+            state = self.states[order_id] = (await repo.order_states(conn, [order_id]))[order_id]
+        return state
 
     async def flush(self, conn: asyncpg.Connection) -> None:
         """Writes the pending shipments (before anything reads shipments back, and at the batch's end)."""
@@ -81,26 +106,21 @@ class CommandBatch:
 
 
 class Fulfilment:
-    def __init__(self, rules: tuple[CarrierRule, ...], carriers: Carriers, *, producer: str, sender_name: str):
-        self.rules, self.carriers, self.producer, self.sender_name = rules, carriers, producer, sender_name
+    def __init__(self, rules: tuple[CarrierRule, ...], carriers: Carriers, *, outbox: Outbox, sender_name: str):
+        self.rules, self.carriers, self.outbox, self.sender_name = rules, carriers, outbox, sender_name
 
     # --- saga commands (inside the consumer's batch transaction, which holds the order's lock) -----
 
-    async def create_shipments(
-        self, conn: asyncpg.Connection, cmd: CreateShipmentsV1, batch: CommandBatch | None = None
-    ) -> BaseModel:
+    async def create_shipments(self, uow: UnitOfWork[CommandBatch], cmd: CreateShipmentsV1) -> BaseModel:
         """One shipment per location, booked with the carrier the rules choose. Idempotent per order:
         a repeat replies with the shipments already made; after a cancellation it creates nothing.
-        Within a batch, the shipments are written with the batch's others (CommandBatch)."""
-        state = batch.states.get(cmd.order_id) if batch is not None else None
-        if state is None:
-            state = (await repo.order_states(conn, [cmd.order_id]))[cmd.order_id]
-        cancelled, has_shipments = state
+        The shipments are written with the batch's others (CommandBatch)."""
+        conn, batch = uow.conn, uow.state
+        cancelled, has_shipments = await batch.state_of(conn, cmd.order_id)
         if cancelled is not None:
             return ShipmentCreationFailedV1(order_id=cmd.order_id, reason="order_cancelled")
         if has_shipments:
-            if batch is not None:
-                await batch.flush(conn)
+            await batch.flush(conn)
             existing = await repo.shipments_of_order(conn, cmd.order_id)
             return ShipmentsCreatedV1(order_id=cmd.order_id, shipments=[_info(r) for r in existing])
         plan = plan_shipments(cmd.shipments)
@@ -126,21 +146,16 @@ class Fulfilment:
                 "shipping_address": address.model_dump(), "carrier": rule.carrier, "service": rule.service,
                 "tracking_number": booking.tracking_number, "label_pdf": booking.label_pdf, "created_at": now,
             })
-        if batch is None:
-            await repo.insert_shipments(conn, rows)
-        else:
-            batch.pending.extend(rows)
-            batch.states[cmd.order_id] = (None, True)
+        batch.pending.extend(rows)
+        batch.states[cmd.order_id] = (None, True)
         return ShipmentsCreatedV1(order_id=cmd.order_id, shipments=[_info(r) for r in rows])
 
-    async def cancel_shipments(
-        self, conn: asyncpg.Connection, cmd: CancelShipmentsV1, batch: CommandBatch | None = None
-    ) -> BaseModel:
+    async def cancel_shipments(self, uow: UnitOfWork[CommandBatch], cmd: CancelShipmentsV1) -> BaseModel:
         """Cancels every shipment of the order unless one has left the building (then nothing changes).
         Idempotent: a repeat replies with the same cancelled shipments and the first reason."""
-        if batch is not None:
-            await batch.flush(conn)  # it reads (and cancels) the order's shipments from the table
-            batch.states.pop(cmd.order_id, None)  # a later command of the batch reads the order again
+        conn, batch = uow.conn, uow.state
+        await batch.flush(conn)  # it reads (and cancels) the order's shipments from the table
+        batch.states.pop(cmd.order_id, None)  # a later command of the batch reads the order again
         # Row locks first: a dispatch racing with this either committed already (seen here) or waits
         # and then finds its shipment cancelled.
         shipments = await repo.shipments_of_order(conn, cmd.order_id, for_update=True)
@@ -166,7 +181,8 @@ class Fulfilment:
         """pick / pack / dispatch: the status change and its event commit together, or neither does."""
         expected, new = TRANSITIONS[action]
         now = datetime.now(UTC)
-        async with pool.acquire() as conn, conn.transaction():
+        async with self.outbox.transaction(pool) as uow:
+            conn = uow.conn
             row = await repo.transition(conn, shipment_id, expected, new, now)
             if row is None:
                 current = await repo.get(conn, shipment_id)
@@ -179,23 +195,8 @@ class Fulfilment:
                         "status", f"must_be_{refused.needed}", f"current status is {refused.current}")]) from None
                 # The status moved on between the two statements: report what it is now.
                 raise InvalidTransition(f"shipment {shipment_id} is {current['status']}")
-            await outbox.enqueue(conn, [self._transition_message(row, expected, new, now)])
+            uow.emit(EVENTS, _transition_event(row, expected, new, now), order_id=row["order_id"])
         return shipment_view(row)
-
-    def _transition_message(self, row: asyncpg.Record, old: str, new: str, at: datetime) -> outbox.OutgoingMessage:
-        event: BaseModel
-        if new == "dispatched":
-            event = ShipmentDispatchedV1(
-                order_id=row["order_id"], shipment_id=row["shipment_id"], location_id=row["location_id"],
-                lines=row["lines"], carrier=row["carrier"], service=row["service"],
-                tracking_number=row["tracking_number"], dispatched_at=at,
-            )
-        else:
-            event = ShipmentStatusChangedV1(order_id=row["order_id"], shipment_id=row["shipment_id"],
-                                            old_status=old, new_status=new, at=at)
-        _, message = outbox.event_message(EVENTS, event, producer=self.producer, order_id=row["order_id"],
-                                          correlation_id=row["order_id"])
-        return message
 
     # --- reads ------------------------------------------------------------------------------------
 

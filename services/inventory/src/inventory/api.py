@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from inventory.handlers import operator
 from inventory.schemas import LOCATION_PATTERN, SKU_PATTERN, LocationIn, SkuSettingsIn, StockIn
 from oms_platform.http import Limit, ORJSONResponse, operator_dependency
+from oms_platform.outbox import Outbox
 from oms_platform.pagination import DEFAULT_LIMIT, Page
 
 # SKUs may contain "/", so their path parameters take the rest of the path (`{sku:path}`).
@@ -19,7 +20,7 @@ def _created_or_ok(view: dict[str, Any], created: bool) -> ORJSONResponse:
     return ORJSONResponse(view, 201 if created else 200)
 
 
-def build_router(admin_token: str | None, *, backorder_scan_limit: int, producer: str) -> APIRouter:
+def build_router(admin_token: str | None, *, backorder_scan_limit: int, outbox: Outbox) -> APIRouter:
     router = APIRouter(dependencies=[Depends(operator_dependency(admin_token))], tags=["inventory"])
 
     def pool(request: Request) -> Any:
@@ -37,13 +38,13 @@ def build_router(admin_token: str | None, *, backorder_scan_limit: int, producer
     async def set_stock(request: Request, location_id: LocationId, sku: Sku, body: StockIn) -> ORJSONResponse:
         return _created_or_ok(*await operator.set_stock(
             pool(request), location_id, sku, body.on_hand, body.reason, scan_limit=backorder_scan_limit,
-            producer=producer))
+            outbox=outbox))
 
     @router.put("/v1/skus/{sku:path}")
     async def put_sku(request: Request, sku: Sku, body: SkuSettingsIn) -> ORJSONResponse:
         return _created_or_ok(*await operator.put_sku(
             pool(request), sku, body.allow_backorder, body.low_stock_threshold, body.returnable,
-            producer=producer))
+            outbox=outbox))
 
     @router.get("/v1/skus/{sku:path}")
     async def get_sku(request: Request, sku: Sku) -> dict[str, Any]:

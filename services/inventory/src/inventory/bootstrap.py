@@ -20,5 +20,5 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         produces=[EVENTS],
     )
     router = build_router(settings.oms_admin_token, backorder_scan_limit=settings.backorder_scan_limit,
-                          producer=settings.service_name)
+                          outbox=runtime.outbox)
     return create_app(runtime, [router], title="OMS inventory")

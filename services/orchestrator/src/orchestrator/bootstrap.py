@@ -32,7 +32,7 @@ class OrchestratorRuntime(ServiceRuntime):
             consumers=[consumers.saga_consumer(runner), returns.RETURNS],
             produces=list(PRODUCES),
         )
-        self.ticker = DeadlineTicker(runner, lambda: self.pool, interval=settings.tick_interval_seconds,
+        self.ticker = DeadlineTicker(runner, self.outbox, lambda: self.pool, interval=settings.tick_interval_seconds,
                                      batch_size=settings.tick_batch_size)
 
     async def start(self) -> None:

@@ -6,23 +6,23 @@ from uuid import UUID
 import asyncpg
 
 from oms_contracts.orders import OrderPlacedV1
-from oms_platform.consumer import MessageContext
+from oms_platform.consumer import Message, UnitOfWork
 from oms_platform.errors import NotFound
 from oms_platform.pagination import Keyset, Page
-from oms_saga.runner import SagaRunner
+from oms_saga.runner import SagaBatch, SagaRunner
 from oms_saga.view import saga_view
 from orchestrator import repository as repo
 from orchestrator.domain import initial_data
 
 
-async def start_saga(runner: SagaRunner, ctx: MessageContext) -> None:
-    placed = ctx.payload
+async def start_saga(runner: SagaRunner, msg: Message, uow: UnitOfWork[SagaBatch]) -> None:
+    placed = msg.payload
     assert isinstance(placed, OrderPlacedV1)
-    await runner.start(ctx, placed.order_id, initial_data(placed))
+    await runner.start(msg, uow, placed.order_id, initial_data(placed))
 
 
-async def apply_event(runner: SagaRunner, ctx: MessageContext) -> None:
-    await runner.handle(ctx)
+async def apply_event(runner: SagaRunner, msg: Message, uow: UnitOfWork[SagaBatch]) -> None:
+    await runner.handle(msg, uow)
 
 
 async def get_saga(pool: asyncpg.Pool, saga_type: str, order_id: UUID) -> dict[str, Any]:

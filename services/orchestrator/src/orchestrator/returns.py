@@ -9,7 +9,7 @@ from typing import Any
 from oms_contracts.orders import OrderStatusChangedV1
 from oms_contracts.returns import ReturnApprovedV1, ReturnClosedV1, ReturnReceivedV1
 from oms_contracts.topics import ORDERS_STATUS, events
-from oms_platform.consumer import ConsumerSpec, MessageContext
+from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
 from oms_saga import store
 from orchestrator import repository as repo
 from orchestrator.domain import ALLOWED_STATUS_CHANGES, SAGA_TYPE
@@ -22,16 +22,16 @@ def announced_at(event: Any) -> Any:
     raise TypeError(type(event).__name__)
 
 
-async def on_return_event(ctx: MessageContext) -> None:
-    event = ctx.payload
+async def on_return_event(msg: Message, uow: UnitOfWork[None]) -> None:
+    event = msg.payload
     assert isinstance(event, ReturnApprovedV1 | ReturnReceivedV1 | ReturnClosedV1)
     new = event.order_status
-    saga = await store.load(ctx.conn, SAGA_TYPE, event.order_id)
+    saga = await store.load(uow.conn, SAGA_TYPE, event.order_id)
     if new is None or saga is None or new not in ALLOWED_STATUS_CHANGES.get(saga.status or "", ()):
         return
     at = announced_at(event)
-    await repo.set_status(ctx.conn, saga.saga_id, new)
-    ctx.emit(ORDERS_STATUS, OrderStatusChangedV1(order_id=event.order_id, old_status=saga.status,
+    await repo.set_status(uow.conn, saga.saga_id, new)
+    uow.emit(ORDERS_STATUS, OrderStatusChangedV1(order_id=event.order_id, old_status=saga.status,
                                                  new_status=new, reason=None, changed_at=at))
 
 

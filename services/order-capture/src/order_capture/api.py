@@ -21,6 +21,7 @@ from oms_platform.http import (
     parse_json_body,
     unauthorized,
 )
+from oms_platform.outbox import Outbox
 from oms_platform.pagination import DEFAULT_LIMIT, Page, single_page
 from order_capture import handlers
 from order_capture.domain import CancelIn, OrderIn
@@ -73,6 +74,9 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
     def pool(request: Request) -> Any:
         return request.app.state.runtime.pool
 
+    def outbox(request: Request) -> Outbox:
+        return request.app.state.runtime.outbox
+
     @router.post("/v1/admin/api-keys", status_code=201, tags=["admin"])
     async def create_api_key(body: ApiKeyIn, _: OperatorDep) -> dict[str, Any]:
         return await api_keys.create(body.channel)
@@ -104,7 +108,7 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         if order.channel != who.channel:
             raise ApiError(403, "forbidden", f"this API key belongs to channel {who.channel}, not {order.channel}",
                            [{"field": "channel", "rule": "matches_api_key", "message": f"must be {who.channel}"}])
-        view = await handlers.place_order(pool(request), order, idempotency_key, request.app.state.runtime.relay)
+        view = await handlers.place_order(pool(request), outbox(request), order, idempotency_key)
         return ORJSONResponse(view, 201, headers={"Location": f"/v1/orders/{view['order_id']}"})
 
     @router.get("/v1/orders/{order_id}", tags=["orders"])
@@ -135,6 +139,7 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
     @router.post("/v1/orders/{order_id}/cancel", status_code=202, tags=["orders"])
     async def cancel_order(request: Request, order_id: UUID, body: CancelIn, who: CallerDep) -> dict[str, Any]:
         requested_by = f"channel:{who.channel}" if who.channel else "operator"
-        return await handlers.request_cancellation(pool(request), order_id, body.reason, who.channel, requested_by)
+        return await handlers.request_cancellation(pool(request), outbox(request), order_id, body.reason, who.channel,
+                                                   requested_by)
 
     return router

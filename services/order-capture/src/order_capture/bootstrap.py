@@ -22,7 +22,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         consumers=[consumers.STATUS, replacements.REPLACEMENTS],
         produces=[ORDERS_EVENTS, CHANNELS_EVENTS],
     )
-    keys = ApiKeys(lambda: runtime.pool, settings.api_key_cache_seconds)
+    keys = ApiKeys(lambda: runtime.pool, runtime.outbox, settings.api_key_cache_seconds)
     app = create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture")
     add_openapi_models(app, OrderIn)
     return app

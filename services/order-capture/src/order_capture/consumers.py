@@ -11,35 +11,32 @@ import asyncpg
 from oms_contracts import Envelope
 from oms_contracts.orders import OrderStatusChangedV1
 from oms_contracts.topics import ORDERS_STATUS
-from oms_platform.consumer import BatchLocal, ConsumerSpec, MessageContext
+from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
 from order_capture import repository as repo
 
-_CHANGES: BatchLocal[dict[UUID, OrderStatusChangedV1]] = BatchLocal("status_changes")
+
+class StatusChanges:
+    """The batch state: each order's latest change of the batch, written in one statement."""
+
+    def __init__(self) -> None:
+        self.latest: dict[UUID, OrderStatusChangedV1] = {}
+
+    async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        pass  # nothing to read: the write is guarded in SQL
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        if self.latest:
+            events, self.latest = list(self.latest.values()), {}
+            await repo.apply_statuses(conn, events)
 
 
-async def _begin(conn: asyncpg.Connection, _envelopes: list[Envelope]) -> None:
-    _CHANGES.set(conn, {})
-
-
-async def on_status_changed(ctx: MessageContext) -> None:
-    event = ctx.payload
+async def on_status_changed(msg: Message, uow: UnitOfWork[StatusChanges]) -> None:
+    event = msg.payload
     assert isinstance(event, OrderStatusChangedV1)
-    changes = _CHANGES.get(ctx.conn)
-    if changes is None:  # outside a batch: at once
-        await repo.apply_statuses(ctx.conn, [event])
-        return
-    latest = changes.get(event.order_id)
+    latest = uow.state.latest.get(event.order_id)
     if latest is None or event.changed_at >= latest.changed_at:
-        changes[event.order_id] = event
-
-
-async def _write(conn: asyncpg.Connection) -> None:
-    changes = _CHANGES.get(conn)
-    if changes:
-        events = list(changes.values())
-        changes.clear()
-        await repo.apply_statuses(conn, events)
+        uow.state.latest[event.order_id] = event
 
 
 STATUS = ConsumerSpec(name="order-status", topics=[ORDERS_STATUS], handlers={"OrderStatusChanged": on_status_changed},
-                      before_batch=_begin, after_batch=_write)
+                      batch_state=StatusChanges)

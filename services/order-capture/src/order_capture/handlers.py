@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import orjson
-from pydantic import BaseModel
 
+from oms_contracts import Envelope
 from oms_contracts.channels import ChannelKeyIssuedV1, ChannelKeyRevokedV1
 from oms_contracts.orders import OrderCancellationRequestedV1, OrderPlacedV1
 from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
@@ -21,11 +21,10 @@ from oms_platform import outbox
 from oms_platform.channel_keys import key_hash
 from oms_platform.errors import Conflict, NotFound, RuleBroken, Violation
 from oms_platform.ids import uuid7
+from oms_platform.outbox import Outbox
 from oms_platform.pagination import Keyset, Page
 from order_capture import repository as repo
 from order_capture.domain import TERMINAL_FOR_CANCEL, OrderIn, business_rule_errors, line_view, order_total
-
-PRODUCER = "order-capture"
 
 
 class KeyCache:
@@ -69,8 +68,8 @@ class ApiKeys:
     and revoke is announced on oms.channels.events in the same transaction, so the other services
     that accept channel keys keep their copy (oms_platform.channel_keys)."""
 
-    def __init__(self, get_pool: Callable[[], asyncpg.Pool], ttl: float):
-        self._get_pool = get_pool
+    def __init__(self, get_pool: Callable[[], asyncpg.Pool], outbox: Outbox, ttl: float):
+        self._get_pool, self.outbox = get_pool, outbox
         self.cache = KeyCache(ttl)
 
     @property
@@ -81,19 +80,19 @@ class ApiKeys:
         key = f"oms_{secrets.token_urlsafe(32)}"
         key_id = uuid7()
         digest = key_hash(key)
-        async with self.pool.acquire() as conn, conn.transaction():
-            created_at = await repo.insert_api_key(conn, key_id, channel, digest)
-            await _announce(conn, key_id, ChannelKeyIssuedV1(key_id=key_id, channel=channel, key_hash=digest.hex(),
-                                                             issued_at=created_at))
+        async with self.outbox.transaction(self.pool) as uow:
+            created_at = await repo.insert_api_key(uow.conn, key_id, channel, digest)
+            uow.emit(CHANNELS_EVENTS, ChannelKeyIssuedV1(key_id=key_id, channel=channel, key_hash=digest.hex(),
+                                                         issued_at=created_at), order_id=key_id)
         return {"key_id": str(key_id), "channel": channel, "key": key, "created_at": created_at.isoformat()}
 
     async def revoke(self, key_id: UUID) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await repo.revoke_api_key(conn, key_id)
+        async with self.outbox.transaction(self.pool) as uow:
+            row = await repo.revoke_api_key(uow.conn, key_id)
             if row is None:
                 raise NotFound(f"API key {key_id} not found")
-            await _announce(conn, key_id, ChannelKeyRevokedV1(key_id=key_id, channel=row["channel"],
-                                                              revoked_at=row["revoked_at"]))
+            uow.emit(CHANNELS_EVENTS, ChannelKeyRevokedV1(key_id=key_id, channel=row["channel"],
+                                                          revoked_at=row["revoked_at"]), order_id=key_id)
         self.cache.revoke(row["key_hash"])
 
     async def list(self) -> list[dict[str, Any]]:
@@ -110,11 +109,6 @@ class ApiKeys:
         channel = found[1] if found else None
         self.cache.put(digest, channel, time.monotonic(), began)
         return channel
-
-
-async def _announce(conn: asyncpg.Connection, key_id: UUID, event: BaseModel) -> None:
-    _, message = outbox.event_message(CHANNELS_EVENTS, event, producer=PRODUCER, order_id=key_id)
-    await outbox.enqueue(conn, [message])
 
 
 def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +131,7 @@ class Placement:
     message: outbox.OutgoingMessage
 
 
-def placement(order: OrderIn, order_id: UUID) -> Placement:
+def placement(order: OrderIn, order_id: UUID, producer: str) -> Placement:
     body = order.model_dump(mode="json")
     digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
     now = datetime.now(UTC)
@@ -151,32 +145,32 @@ def placement(order: OrderIn, order_id: UUID) -> Placement:
         "total": str(total), "currency": order.currency, "payment": body["payment"],
         "created_at": created_at, "updated_at": created_at,
     }
-    # The OrderPlacedV1 payload, from data validated a moment ago (tests check it against the model).
+    # The OrderPlacedV1 payload from data validated a moment ago (tests check it against the model):
+    # the envelope is constructed without validating that payload a second time (the hot path).
     payload = {**body, "order_id": str(order_id), "total": str(total), "created_at": created_at}
-    message = outbox.payload_message(
-        ORDERS_EVENTS, OrderPlacedV1.EVENT_TYPE, OrderPlacedV1.EVENT_VERSION, payload,
-        producer=PRODUCER, order_id=order_id,
+    envelope = Envelope.model_construct(
+        event_id=uuid4(), event_type=OrderPlacedV1.EVENT_TYPE, event_version=OrderPlacedV1.EVENT_VERSION,
+        occurred_at=now, producer=producer, order_id=order_id, correlation_id=order_id, causation_id=None,
+        payload=payload,
     )
+    message = outbox.message(ORDERS_EVENTS, envelope)
     row = {**body, "order_id": order_id, "created_at": now, "total": total, "lines": view["lines"]}
     return Placement(row, view, digest, message)
 
 
-async def place_order(
-    pool: asyncpg.Pool, order: OrderIn, idempotency_key: str, relay: outbox.OutboxRelay | None = None
-) -> dict[str, Any]:
+async def place_order(pool: asyncpg.Pool, out: Outbox, order: OrderIn, idempotency_key: str) -> dict[str, Any]:
     """Stores the order, its idempotency key and its OrderPlaced event in one statement. A repeat of
     the same key and body returns the first response; a different body with the key is a conflict."""
     errors = business_rule_errors(order)
     if errors:
         raise RuleBroken.of(errors)
-    p = placement(order, uuid7())
-    row, view, digest, message = p.row, p.view, p.digest, p.message
-    wake_here = relay is not None and relay.leads  # then the relay is woken here, not through pg_notify
+    p = placement(order, uuid7(), out.producer)
+    row, view, digest = p.row, p.view, p.digest
     async with pool.acquire() as conn:
         try:
-            if await repo.place_order(conn, row, idempotency_key, digest, view, message, notify=not wake_here):
-                if wake_here:
-                    relay.wake()  # type: ignore[union-attr]
+            written = await repo.place_order(conn, row, idempotency_key, digest, view, out, [p.message])
+            if written is not None:
+                written.committed()
                 return view
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "orders_channel_external_id":
@@ -227,9 +221,10 @@ async def list_orders(
 
 
 async def request_cancellation(
-    pool: asyncpg.Pool, order_id: UUID, reason: str, channel: str | None, requested_by: str
+    pool: asyncpg.Pool, out: Outbox, order_id: UUID, reason: str, channel: str | None, requested_by: str
 ) -> dict[str, Any]:
-    async with pool.acquire() as conn, conn.transaction():
+    async with out.transaction(pool) as uow:
+        conn = uow.conn
         row = await repo.lock_order(conn, order_id)
         if row is None or (channel is not None and row["channel"] != channel):
             raise NotFound(f"order {order_id} not found")
@@ -240,7 +235,6 @@ async def request_cancellation(
             return {"order_id": str(order_id), "status": row["status"], "cancellation": "already_requested",
                     "reason": row["cancel_reason"], "requested_at": row["cancel_requested_at"].isoformat()}
         event = OrderCancellationRequestedV1(order_id=order_id, reason=reason, requested_by=requested_by)
-        _, message = outbox.event_message(ORDERS_EVENTS, event, producer=PRODUCER, order_id=order_id)
         await repo.mark_cancel_requested(conn, order_id, reason)
-        await outbox.enqueue(conn, [message])
+        uow.emit(ORDERS_EVENTS, event, order_id=order_id)
     return {"order_id": str(order_id), "status": row["status"], "cancellation": "requested", "reason": reason}

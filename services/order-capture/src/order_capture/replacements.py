@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from oms_contracts.returns import ReplacementOrderRequestedV1
 from oms_contracts.topics import events
-from oms_platform.consumer import ConsumerSpec, MessageContext
+from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
+from oms_platform.outbox import Outbox
 from order_capture import repository as repo
 from order_capture.domain import OrderIn, business_rule_errors
 from order_capture.handlers import placement
@@ -26,10 +27,10 @@ class InvalidReplacement(ValueError):
     """The replacement would not pass the rules of a placed order (it goes to the dead-letter topic)."""
 
 
-async def on_replacement_requested(ctx: MessageContext) -> None:
-    req = ctx.payload
+async def on_replacement_requested(msg: Message, uow: UnitOfWork[None]) -> None:
+    req = msg.payload
     assert isinstance(req, ReplacementOrderRequestedV1)
-    original = await repo.get_order(ctx.conn, req.order_id)
+    original = await repo.get_order(uow.conn, req.order_id)
     if original is None:
         raise LookupError(f"replacement for unknown order {req.order_id}")  # retried, then dead-lettered
     try:
@@ -46,9 +47,12 @@ async def on_replacement_requested(ctx: MessageContext) -> None:
     errors = business_rule_errors(order)
     if errors or order.payment.amount != Decimal("0.00"):
         raise InvalidReplacement(f"replacement order refused: {errors}")
-    p = placement(order, req.replacement_order_id)
-    # Idempotent by the replacement's id: a second request finds its key taken and places nothing.
-    await repo.place_order(ctx.conn, p.row, f"replacement:{req.replacement_order_id}", p.digest, p.view, p.message)
+    p = placement(order, req.replacement_order_id, uow.producer)
+    # Idempotent by the replacement's id: a second request finds its key taken and places nothing. The
+    # OrderPlaced is written by the placement's own statement (only if the order is new), so the relay
+    # hears of it through pg_notify at the batch's commit (an Outbox without this process's relay).
+    await repo.place_order(uow.conn, p.row, f"replacement:{req.replacement_order_id}", p.digest, p.view,
+                           Outbox(uow.producer), [p.message])
 
 
 REPLACEMENTS = ConsumerSpec(name="replacements", topics=[events("returns")],

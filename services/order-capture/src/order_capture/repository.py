@@ -7,7 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from oms_contracts.orders import OrderStatusChangedV1
-from oms_platform import outbox
+from oms_platform.outbox import Outbox, OutboxWrite, OutgoingMessage
 from oms_platform.sql import Where
 
 ORDER_COLUMNS = """order_id, status, status_reason, channel, external_id, customer, shipping_address,
@@ -42,10 +42,10 @@ async def list_api_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 # One statement, one round trip, atomic: claim the Idempotency-Key; only if it was new, insert the
-# order; only if the order was inserted, write its OrderPlaced into the outbox and wake the relay
-# (through pg_notify, or, without notify, by the caller: its own process's relay leads).
+# order; only if the order was inserted, write its OrderPlaced into the outbox (and wake the relay at
+# commit, or leave that to the caller: see Outbox.sql).
 # A concurrent request with the same key waits on the key's unique index and then claims nothing.
-_PLACE_ORDER = {notify: f"""
+_PLACE_ORDER = """
 WITH idem AS (
     INSERT INTO idempotency_keys (channel, key, request_hash, order_id, response)
     VALUES ($2, $13, $14, $1, $15)
@@ -56,22 +56,25 @@ WITH idem AS (
                         shipping_method, currency, total, payment, lines, created_at, updated_at)
     SELECT $1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9::numeric, $10, $11, $12, $12 FROM idem
     RETURNING order_id
-), ob AS ({outbox.insert_cte("ins", 16)})
-SELECT EXISTS (SELECT 1 FROM ins) AS created, {outbox.wake_sql("ob", notify)} AS notified
-""" for notify in (True, False)}
+), {outbox}
+SELECT EXISTS (SELECT 1 FROM ins) AS created, {wake} AS notified
+"""
 
 
 async def place_order(
     conn: asyncpg.Connection, o: dict[str, Any], idempotency_key: str, request_hash: bytes,
-    response: dict[str, Any], message: outbox.OutgoingMessage, *, notify: bool = True,
-) -> bool:
-    """True when the order was created; False when the Idempotency-Key was already taken."""
-    return await conn.fetchval(
-        _PLACE_ORDER[notify],
+    response: dict[str, Any], out: Outbox, messages: list[OutgoingMessage],
+) -> OutboxWrite | None:
+    """The messages' write (call its committed()) when the order was created; None when the
+    Idempotency-Key was already taken."""
+    written = out.sql(messages, 16, only_if="ins")
+    created = await conn.fetchval(
+        _PLACE_ORDER.format(outbox=written.cte, wake=written.wake),
         o["order_id"], o["channel"], o["external_id"], o["customer"]["id"], o["customer"],
         o["shipping_address"], o["shipping_method"], o["currency"], o["total"], o["payment"], o["lines"],
-        o["created_at"], idempotency_key, request_hash, response, *outbox.cte_params(message),
+        o["created_at"], idempotency_key, request_hash, response, *written.params,
     )
+    return written if created else None
 
 
 async def get_idempotency_key(conn: asyncpg.Connection, channel: str, key: str) -> asyncpg.Record | None:

@@ -32,7 +32,7 @@ class ReturnsRuntime(ServiceRuntime):
                          lib_migrations=[("saga", ENGINE_MIGRATIONS), ChannelKeys.migrations])
         self.keys = ChannelKeys(self, settings.oms_admin_token)
         self.consumers = [consumers.COPIES, consumers.saga_consumer(runner), self.keys.consumer]
-        self.ticker = DeadlineTicker(runner, lambda: self.pool, interval=settings.tick_interval_seconds,
+        self.ticker = DeadlineTicker(runner, self.outbox, lambda: self.pool, interval=settings.tick_interval_seconds,
                                      batch_size=settings.tick_batch_size)
 
     async def start(self) -> None:

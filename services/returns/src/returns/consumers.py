@@ -12,8 +12,8 @@ from oms_contracts.fulfilment import ShipmentDeliveredV1, ShipmentsCreatedV1
 from oms_contracts.inventory import SkuSettingsChangedV1, StockRestockedV1
 from oms_contracts.orders import OrderPlacedV1, OrderStatusChangedV1
 from oms_contracts.topics import BILLING_EVENTS, ORDERS_EVENTS, ORDERS_STATUS, events
-from oms_platform.consumer import ConsumerSpec, MessageContext
-from oms_saga.runner import SagaRunner
+from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
+from oms_saga.runner import SagaBatch, SagaRunner
 from returns import repository as repo
 
 # The payment method of an exchange's replacement order (order capture places it so, with the return
@@ -21,40 +21,40 @@ from returns import repository as repo
 EXCHANGE_PAYMENT = "exchange"
 
 
-async def on_order_placed(ctx: MessageContext) -> None:
-    o = ctx.payload
+async def on_order_placed(msg: Message, uow: UnitOfWork[None]) -> None:
+    o = msg.payload
     assert isinstance(o, OrderPlacedV1)
-    await repo.upsert_orders(ctx.conn, [{
+    await repo.upsert_orders(uow.conn, [{
         "order_id": o.order_id, "channel": o.channel, "external_id": o.external_id, "currency": o.currency,
         "customer": o.customer.model_dump(mode="json"), "shipping_address": o.shipping_address.model_dump(mode="json"),
         "lines": [li.model_dump(mode="json") for li in o.lines], "created_at": o.created_at,
     }])
 
 
-async def on_shipments_created(ctx: MessageContext) -> None:
-    e = ctx.payload
+async def on_shipments_created(msg: Message, uow: UnitOfWork[None]) -> None:
+    e = msg.payload
     assert isinstance(e, ShipmentsCreatedV1)
-    await repo.upsert_shipments(ctx.conn, [(s.shipment_id, e.order_id, s.location_id,
+    await repo.upsert_shipments(uow.conn, [(s.shipment_id, e.order_id, s.location_id,
                                             [li.model_dump(mode="json") for li in s.lines]) for s in e.shipments])
 
 
-async def on_shipment_delivered(ctx: MessageContext) -> None:
-    e = ctx.payload
+async def on_shipment_delivered(msg: Message, uow: UnitOfWork[None]) -> None:
+    e = msg.payload
     assert isinstance(e, ShipmentDeliveredV1)
-    await repo.add_deliveries(ctx.conn, [(e.order_id, e.shipment_id, e.delivered_at)])
+    await repo.add_deliveries(uow.conn, [(e.order_id, e.shipment_id, e.delivered_at)])
 
 
-async def on_status_changed(ctx: MessageContext) -> None:
-    e = ctx.payload
+async def on_status_changed(msg: Message, uow: UnitOfWork[None]) -> None:
+    e = msg.payload
     assert isinstance(e, OrderStatusChangedV1)
     if e.new_status == "delivered":
-        await repo.add_deliveries(ctx.conn, [(e.order_id, None, e.changed_at)])
+        await repo.add_deliveries(uow.conn, [(e.order_id, None, e.changed_at)])
 
 
-async def on_sku_settings(ctx: MessageContext) -> None:
-    e = ctx.payload
+async def on_sku_settings(msg: Message, uow: UnitOfWork[None]) -> None:
+    e = msg.payload
     assert isinstance(e, SkuSettingsChangedV1)
-    await repo.upsert_sku_settings(ctx.conn, [(e.sku, e.returnable, e.changed_at)])
+    await repo.upsert_sku_settings(uow.conn, [(e.sku, e.returnable, e.changed_at)])
 
 
 COPIES = ConsumerSpec(
@@ -66,9 +66,9 @@ COPIES = ConsumerSpec(
 )
 
 
-def return_of(ctx: MessageContext) -> UUID | None:
+def return_of(msg: Message) -> UUID | None:
     """The return a message is about (None: not about a return)."""
-    p = ctx.payload
+    p = msg.payload
     if isinstance(p, StockRestockedV1):
         return p.restock_id  # returns restock with restock_id = return_id
     if isinstance(p, RefundCompletedV1):
@@ -82,14 +82,14 @@ def return_of(ctx: MessageContext) -> UUID | None:
 
 
 def saga_consumer(runner: SagaRunner) -> ConsumerSpec:
-    async def apply(ctx: MessageContext) -> None:
-        key = return_of(ctx)
+    async def apply(msg: Message, uow: UnitOfWork[SagaBatch]) -> None:
+        key = return_of(msg)
         if key is None:
             return
-        tr = await runner.handle(ctx, key)
+        tr = await runner.handle(msg, uow, key)
         if tr.state is not None and tr.changed:
             # The return's row follows its saga (status, history, outcome) in the same transaction.
-            await repo.update_return(ctx.conn, tr.state.order_id, tr.state.data, tr.state.updated_at)
+            await repo.update_return(uow.conn, tr.state.order_id, tr.state.data, tr.state.updated_at)
 
     return runner.consumer("saga", [events("inventory"), BILLING_EVENTS, ORDERS_EVENTS],
                            {t: apply for t in ("StockRestocked", "RefundCompleted", "OrderPlaced")})

@@ -12,6 +12,7 @@ import orjson
 
 from oms_carriers.carriers import BookingRequest, Carriers
 from oms_carriers.labels import LabelData
+from oms_contracts import new_envelope
 from oms_contracts.inventory import StockLine
 from oms_contracts.orders import Address
 from oms_contracts.returns import ReceivedLine, ReturnApprovedV1, ReturnClosedV1, ReturnLine, ReturnReceivedV1
@@ -137,10 +138,11 @@ class Returns:
     async def _save(self, conn: asyncpg.Connection, tr: Transition, now: datetime, extra: list[Any],
                     order_id: UUID) -> None:
         await store.save(conn, tr, now)
-        messages = [outbox.envelope_message(topic, env) for topic, env in tr.messages]
-        messages += [outbox.event_message(RETURNS_EVENTS, e, producer=self.saga.producer, order_id=order_id)[1]
+        messages = [outbox.message(topic, env) for topic, env in tr.messages]
+        messages += [outbox.message(RETURNS_EVENTS, new_envelope(e, producer=self.saga.producer, order_id=order_id))
                      for e in extra]
-        await outbox.enqueue(conn, messages)
+        # Written in the caller's transaction; the relay hears of it through pg_notify at its commit.
+        await outbox.Outbox(self.saga.producer).write(conn, messages)
 
     # --- receive and cancel ---------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         lib_migrations=[ChannelKeys.migrations],
     )
     keys = ChannelKeys(runtime, settings.oms_admin_token)
-    service = Tracking(producer=settings.service_name, link_secret=settings.tracking_link_secret,
+    service = Tracking(outbox=runtime.outbox, link_secret=settings.tracking_link_secret,
                        public_url=settings.tracking_public_url)
     runtime.consumers = [timeline_consumer(service), keys.consumer]
     routers = [

@@ -1,36 +1,41 @@
 """Kafka consumer of tracking: the public events of every service (orders, their statuses, stock,
 payments, shipments, returns) become the orders' timelines. Carrier scans come over HTTP (api.py)."""
 
+from functools import partial
+
 import asyncpg
 from pydantic import BaseModel
 
 from oms_contracts import Envelope
 from oms_contracts.topics import BILLING_EVENTS, ORDERS_EVENTS, ORDERS_STATUS, events
-from oms_platform.consumer import BatchLocal, ConsumerSpec, MessageContext
+from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
 from tracking.domain import MODELS
 from tracking.handlers import Tracking
 
 TOPICS = (ORDERS_EVENTS, ORDERS_STATUS, events("inventory"), events("fulfilment"), BILLING_EVENTS, events("returns"))
 
-_BATCH: BatchLocal[list[tuple[Envelope, BaseModel]]] = BatchLocal("tracking_timeline")
+
+class TimelineBatch:
+    """The batch state: each handler only collects its event; the batch is written at its end in a few
+    statements (Tracking.apply)."""
+
+    def __init__(self, service: Tracking) -> None:
+        self.service = service
+        self.pending: list[tuple[Envelope, BaseModel]] = []
+
+    async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        pass  # apply reads what it needs for the whole batch at once
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, []
+            await self.service.apply(conn, pending)
+
+
+async def _collect(msg: Message, uow: UnitOfWork[TimelineBatch]) -> None:
+    uow.state.pending.append((msg.envelope, msg.payload))
 
 
 def timeline_consumer(service: Tracking) -> ConsumerSpec:
-    """Each handler only collects its event; the batch is written at its end in a few statements."""
-
-    async def collect(ctx: MessageContext) -> None:
-        pending = _BATCH.get(ctx.conn)
-        assert pending is not None
-        pending.append((ctx.envelope, ctx.payload))
-
-    async def begin(conn: asyncpg.Connection, _: list[Envelope]) -> None:
-        _BATCH.set(conn, [])
-
-    async def write(conn: asyncpg.Connection) -> None:
-        pending = _BATCH.get(conn)
-        if pending:
-            await service.apply(conn, pending)
-            pending.clear()
-
-    return ConsumerSpec(name="timeline", topics=TOPICS, handlers=dict.fromkeys(MODELS, collect),
-                        before_batch=begin, after_batch=write)
+    return ConsumerSpec(name="timeline", topics=TOPICS, handlers=dict.fromkeys(MODELS, _collect),
+                        batch_state=partial(TimelineBatch, service))

@@ -14,10 +14,11 @@ from oms_contracts import Envelope, new_envelope, orders
 from oms_contracts.fulfilment import ShipmentDeliveredV1, ShipmentsCreatedV1
 from oms_contracts.topics import events
 from oms_contracts.tracking import CarrierScanRecordedV1, ScanStatus, ShipmentDeliveryFailedV1
-from oms_platform import links, outbox
+from oms_platform import links
 from oms_platform.channel_keys import Caller
 from oms_platform.errors import NotFound, Violation
 from oms_platform.ids import uuid7
+from oms_platform.outbox import Outbox, UnitOfWork
 from tracking import domain
 from tracking import repository as repo
 
@@ -53,8 +54,8 @@ def _iso(at: datetime | None) -> str | None:
 
 
 class Tracking:
-    def __init__(self, *, producer: str, link_secret: str, public_url: str):
-        self.producer, self.link_secret, self.public_url = producer, link_secret, public_url
+    def __init__(self, *, outbox: Outbox, link_secret: str, public_url: str):
+        self.outbox, self.link_secret, self.public_url = outbox, link_secret, public_url
 
     # --- the OMS's events (inside the consumer's batch transaction) ---------------------------------
 
@@ -97,7 +98,8 @@ class Tracking:
     async def record_scan(self, pool: asyncpg.Pool, scan: CarrierEvent) -> ScanResult:
         """Stores the scan once per (carrier, event id), moves the shipment when the scan is its newest
         news, adds it to the timeline, and queues its events: all in one transaction, or nothing."""
-        async with pool.acquire() as conn, conn.transaction():
+        async with self.outbox.transaction(pool) as uow:
+            conn = uow.conn
             ship = await repo.shipment_by_tracking(conn, scan.carrier, scan.tracking_number)
             if ship is None:  # not (yet) known: the carrier retries, and then it may be
                 message = f"unknown tracking number {scan.tracking_number} for carrier {scan.carrier}"
@@ -115,34 +117,10 @@ class Tracking:
             detail = domain.scan_detail(scan.status, scan.carrier, scan.tracking_number, scan.location, scan.reason)
             await repo.insert_entries(conn, [domain.Entry(event_id, order_id, scan.occurred_at,
                                                           CarrierScanRecordedV1.EVENT_TYPE, detail)])
-            await outbox.enqueue(conn, self._scan_messages(scan, event_id, order_id, shipment_id, moves))
+            _emit_scan(uow, scan, event_id, order_id, shipment_id, moves)
         log.info("scan %s/%s of shipment %s: %s%s", scan.carrier, scan.event_id, shipment_id, scan.status,
                  "" if moves else " (older than the shipment's status: recorded only)")
         return ScanResult("recorded", order_id, shipment_id, scan.status if moves else ship["status"])
-
-    def _scan_messages(self, scan: CarrierEvent, event_id: UUID, order_id: UUID, shipment_id: UUID,
-                       moves: bool) -> list[outbox.OutgoingMessage]:
-        recorded = CarrierScanRecordedV1(
-            order_id=order_id, shipment_id=shipment_id, carrier=scan.carrier, carrier_event_id=scan.event_id,
-            tracking_number=scan.tracking_number, status=scan.status, occurred_at=scan.occurred_at,
-            location=scan.location, reason=scan.reason,
-        )
-        # Its event id is the timeline entry's, so one can be found from the other.
-        env = new_envelope(recorded, producer=self.producer, order_id=order_id).model_copy(
-            update={"event_id": event_id})
-        messages = [outbox.envelope_message(EVENTS, env)]
-        follow: BaseModel | None = None
-        if moves and scan.status == "delivered":
-            follow = ShipmentDeliveredV1(order_id=order_id, shipment_id=shipment_id,
-                                         tracking_number=scan.tracking_number, delivered_at=scan.occurred_at)
-        elif moves and scan.status in ("delivery_failed", "returned_to_sender"):
-            follow = ShipmentDeliveryFailedV1(order_id=order_id, shipment_id=shipment_id,
-                                              tracking_number=scan.tracking_number, status=scan.status,
-                                              reason=scan.reason, occurred_at=scan.occurred_at)
-        if follow is not None:
-            messages.append(outbox.event_message(EVENTS, follow, producer=self.producer, order_id=order_id,
-                                                 correlation_id=order_id, causation_id=event_id)[1])
-        return messages
 
     # --- reads ----------------------------------------------------------------------------------------
 
@@ -181,3 +159,25 @@ def shipment_view(row: asyncpg.Record) -> dict[str, Any]:
         "service": row["service"], "tracking_number": row["tracking_number"], "status": row["status"],
         "latest_scan": scan,
     }
+
+
+def _emit_scan(uow: UnitOfWork[None], scan: CarrierEvent, event_id: UUID, order_id: UUID, shipment_id: UUID,
+           moves: bool) -> None:
+    recorded = CarrierScanRecordedV1(
+        order_id=order_id, shipment_id=shipment_id, carrier=scan.carrier, carrier_event_id=scan.event_id,
+        tracking_number=scan.tracking_number, status=scan.status, occurred_at=scan.occurred_at,
+        location=scan.location, reason=scan.reason,
+    )
+    # Its event id is the timeline entry's, so one can be found from the other.
+    uow.emit(EVENTS, new_envelope(recorded, producer=uow.producer, order_id=order_id).model_copy(
+        update={"event_id": event_id}))
+    follow: BaseModel | None = None
+    if moves and scan.status == "delivered":
+        follow = ShipmentDeliveredV1(order_id=order_id, shipment_id=shipment_id,
+                                     tracking_number=scan.tracking_number, delivered_at=scan.occurred_at)
+    elif moves and scan.status in ("delivery_failed", "returned_to_sender"):
+        follow = ShipmentDeliveryFailedV1(order_id=order_id, shipment_id=shipment_id,
+                                          tracking_number=scan.tracking_number, status=scan.status,
+                                          reason=scan.reason, occurred_at=scan.occurred_at)
+    if follow is not None:
+        uow.emit(EVENTS, follow, order_id=order_id, correlation_id=order_id, causation_id=event_id)

@@ -1,20 +1,16 @@
-"""What the use cases share: the messages they emit (through the outbox, in their transaction), and the
-effects of a stock change: serving waiting backorders when units come free, and LowStock alerts."""
+"""What the use cases share: the topic they emit on, and the effects of a stock change: serving waiting
+backorders when units come free, and LowStock alerts."""
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
-
-import asyncpg
-from pydantic import BaseModel
 
 from inventory import domain
 from inventory import repository as repo
 from oms_contracts.inventory import LowStockV1, StockReservedV1
 from oms_contracts.topics import events
-from oms_platform import outbox
+from oms_platform.outbox import UnitOfWork
 
 EVENTS = events("inventory")
 _SKU_NAMESPACE = uuid5(NAMESPACE_URL, "urn:oms:inventory:sku")
@@ -24,31 +20,6 @@ def sku_key(sku: str) -> UUID:
     """The envelope order_id (and so the Kafka key) of a SKU's own events such as LowStock: stable per
     SKU, so one SKU's alerts stay in order."""
     return uuid5(_SKU_NAMESPACE, sku)
-
-
-@dataclass(frozen=True)
-class Cause:
-    """What emitted messages answer: the command's event id (their causation) and its correlation id.
-    Both None for an operator's HTTP call."""
-
-    event_id: UUID | None = None
-    correlation_id: UUID | None = None
-
-
-class Outgoing:
-    """Messages of one use case, written to the outbox by the caller's transaction (the consumer's
-    batch transaction, or the HTTP request's)."""
-
-    def __init__(self, producer: str, messages: list[outbox.OutgoingMessage] | None = None):
-        self.producer = producer
-        self.messages = [] if messages is None else messages
-
-    def add(self, event: BaseModel, *, order_id: UUID, cause: Cause) -> None:
-        _, msg = outbox.event_message(
-            EVENTS, event, producer=self.producer, order_id=order_id,
-            correlation_id=cause.correlation_id, causation_id=cause.event_id,
-        )
-        self.messages.append(msg)
 
 
 def locations_of(rows: Iterable[Any]) -> list[domain.Location]:
@@ -82,10 +53,11 @@ def units_by_pair(allocations: Iterable[domain.Allocation]) -> list[tuple[str, s
     return [(sku, loc, q) for (sku, loc), q in sorted(total.items())]
 
 
-async def serve_backorders(conn: asyncpg.Connection, skus: Iterable[str], out: Outgoing, scan_limit: int) -> set[str]:
+async def serve_backorders(uow: UnitOfWork[Any], skus: Iterable[str], scan_limit: int) -> set[str]:
     """Units of these SKUs came free: serves the waiting backorders that can now be reserved whole,
     oldest first, each answered with StockReserved as the reply to its original ReserveStock.
     Returns the SKUs whose available units this took."""
+    conn = uow.conn
     skus = sorted(set(skus))
     if not skus or not await repo.has_waiting(conn, skus):
         return set()
@@ -105,17 +77,18 @@ async def serve_backorders(conn: asyncpg.Connection, skus: Iterable[str], out: O
     )
     for w, s in served:
         r: Any = w.ref
-        out.add(reserved_event(w.order_id, r["reservation_id"], allocation_rows(s), s.strategy, s.reason),
-                order_id=w.order_id, cause=Cause(r["command_event_id"], r["correlation_id"]))
+        uow.emit(EVENTS, reserved_event(w.order_id, r["reservation_id"], allocation_rows(s), s.strategy, s.reason),
+                 order_id=w.order_id, correlation_id=r["correlation_id"], causation_id=r["command_event_id"])
     return {a.sku for _, s in served for a in s.allocations}
 
 
-async def alert_low_stock(conn: asyncpg.Connection, skus: Iterable[str], out: Outgoing, cause: Cause) -> None:
-    """Emits LowStock for each SKU whose available units just fell under its threshold."""
+async def alert_low_stock(uow: UnitOfWork[Any], skus: Iterable[str]) -> None:
+    """Emits LowStock for each SKU whose available units just fell under its threshold (caused by the
+    message being handled; keyed by the SKU)."""
     skus = sorted(set(skus))
     if not skus:
         return
-    for r in await repo.low_stock_crossings(conn, skus):
+    for r in await repo.low_stock_crossings(uow.conn, skus):
         if r["alerted"]:
             event = LowStockV1(sku=r["sku"], available=r["available"], threshold=r["threshold"], at=datetime.now(UTC))
-            out.add(event, order_id=sku_key(r["sku"]), cause=cause)
+            uow.emit(EVENTS, event, order_id=sku_key(r["sku"]))

@@ -3,13 +3,13 @@
 inventory lock (the consumer takes it once per batch: see repository/stock.py)."""
 
 import logging
-
-import asyncpg
+from typing import Any
 
 from inventory import domain
 from inventory import repository as repo
-from inventory.handlers.effects import Cause, Outgoing, alert_low_stock, serve_backorders
+from inventory.handlers.effects import EVENTS, alert_low_stock, serve_backorders
 from oms_contracts.inventory import CommitStockV1, RestockV1, StockCommittedV1, StockRestockedV1
+from oms_platform.outbox import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +20,16 @@ class UnknownLocation(LookupError):
     """A command names a location this inventory does not have (an operator must create it)."""
 
 
-async def commit(conn: asyncpg.Connection, cmd: CommitStockV1, cause: Cause, out: Outgoing) -> None:
+async def commit(uow: UnitOfWork[Any], cmd: CommitStockV1) -> None:
     """The shipment's units leave the building: its lines at that location come off on_hand and off the
     order's reservation (a movement with reason "dispatch")."""
+    conn = uow.conn
     reply = StockCommittedV1(order_id=cmd.order_id, shipment_id=cmd.shipment_id, location_id=cmd.location_id,
                              lines=cmd.lines)
     lines = domain.merge_lines((li.sku, li.quantity) for li in cmd.lines if li.quantity > 0)
     state = await repo.load_for_commit(conn, cmd.shipment_id, cmd.order_id, cmd.location_id, sorted(lines))
     if not state.fresh:
-        out.add(reply, order_id=cmd.order_id, cause=cause)
+        uow.emit(EVENTS, reply, order_id=cmd.order_id)
         return
     r = state.reservation
     allocations = [dict(a) for a in r["allocations"]] if r and r["status"] == "reserved" else []
@@ -54,23 +55,24 @@ async def commit(conn: asyncpg.Connection, cmd: CommitStockV1, cause: Cause, out
         done = all(a["committed"] >= a["quantity"] for a in allocations)
         await repo.set_allocations(conn, cmd.order_id, allocations, "committed" if done else "reserved")
     # Normally on_hand and reserved drop together; units taken from free stock lower available.
-    await alert_low_stock(conn, [sku for sku, _, d_on, d_res in changes if d_on != d_res], out, cause)
-    out.add(reply, order_id=cmd.order_id, cause=cause)
+    await alert_low_stock(uow, [sku for sku, _, d_on, d_res in changes if d_on != d_res])
+    uow.emit(EVENTS, reply, order_id=cmd.order_id)
 
 
-async def restock(conn: asyncpg.Connection, cmd: RestockV1, cause: Cause, out: Outgoing, *, scan_limit: int) -> None:
+async def restock(uow: UnitOfWork[Any], cmd: RestockV1, *, scan_limit: int) -> None:
     """Units come back into on_hand at a location (movement reason from the command); waiting
     backorders may then be served."""
+    conn = uow.conn
     reply = StockRestockedV1(order_id=cmd.order_id, restock_id=cmd.restock_id, location_id=cmd.location_id,
                              lines=cmd.lines)
     lines = domain.merge_lines((li.sku, li.quantity) for li in cmd.lines if li.quantity > 0)
     if not await repo.claim_operation(conn, "restock", cmd.restock_id, cmd.order_id):
-        out.add(reply, order_id=cmd.order_id, cause=cause)
+        uow.emit(EVENTS, reply, order_id=cmd.order_id)
         return
     if not await repo.location_exists(conn, cmd.location_id):
         raise UnknownLocation(f"restock {cmd.restock_id} names unknown location {cmd.location_id}")
     await repo.change_stock(conn, [(sku, cmd.location_id, q, 0) for sku, q in sorted(lines.items())],
                             reason=cmd.reason.strip() or "restock", order_id=cmd.order_id, upsert=True)
-    out.add(reply, order_id=cmd.order_id, cause=cause)
-    taken = await serve_backorders(conn, lines, out, scan_limit)
-    await alert_low_stock(conn, set(lines) | taken, out, cause)
+    uow.emit(EVENTS, reply, order_id=cmd.order_id)
+    taken = await serve_backorders(uow, lines, scan_limit)
+    await alert_low_stock(uow, set(lines) | taken)

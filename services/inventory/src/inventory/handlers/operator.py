@@ -7,10 +7,10 @@ from uuid import UUID
 import asyncpg
 
 from inventory import repository as repo
-from inventory.handlers.effects import Cause, Outgoing, alert_low_stock, serve_backorders, sku_key
+from inventory.handlers.effects import EVENTS, alert_low_stock, serve_backorders, sku_key
 from oms_contracts.inventory import SkuSettingsChangedV1
-from oms_platform import outbox
 from oms_platform.errors import Conflict, NotFound, Violation
+from oms_platform.outbox import Outbox
 from oms_platform.pagination import Keyset, Page, of_type
 
 SKU_DEFAULTS = {"allow_backorder": False, "low_stock_threshold": 0, "returnable": True}
@@ -56,19 +56,17 @@ async def put_location(pool: asyncpg.Pool, location_id: str, name: str, country:
 
 
 async def put_sku(pool: asyncpg.Pool, sku: str, allow_backorder: bool, threshold: int, returnable: bool, *,
-                  producer: str) -> tuple[dict, bool]:
+                  outbox: Outbox) -> tuple[dict, bool]:
     """Stores the settings and publishes them (SkuSettingsChanged: other services keep their own copy,
     e.g. returns its `returnable`); a threshold now above the available units raises LowStock at once."""
-    out = Outgoing(producer)
-    async with pool.acquire() as conn, conn.transaction():
-        await repo.lock_inventory(conn)
-        r = await repo.upsert_sku_settings(conn, sku, allow_backorder, threshold, returnable)
+    async with outbox.transaction(pool) as uow:
+        await repo.lock_inventory(uow.conn)
+        r = await repo.upsert_sku_settings(uow.conn, sku, allow_backorder, threshold, returnable)
         changed = SkuSettingsChangedV1(sku=sku, allow_backorder=r["allow_backorder"],
                                        low_stock_threshold=r["low_stock_threshold"], returnable=r["returnable"],
                                        changed_at=datetime.now(UTC))
-        out.add(changed, order_id=sku_key(sku), cause=Cause())
-        await alert_low_stock(conn, [sku], out, Cause())
-        await outbox.enqueue(conn, out.messages)
+        uow.emit(EVENTS, changed, order_id=sku_key(sku))
+        await alert_low_stock(uow, [sku])
     return {"sku": sku, **{k: r[k] for k in SKU_DEFAULTS}}, r["created"]
 
 
@@ -79,28 +77,26 @@ async def get_sku(pool: asyncpg.Pool, sku: str) -> dict[str, Any]:
 
 
 async def set_stock(pool: asyncpg.Pool, location_id: str, sku: str, on_hand: int, reason: str, *,
-                    scan_limit: int, producer: str) -> tuple[dict, bool]:
+                    scan_limit: int, outbox: Outbox) -> tuple[dict, bool]:
     """Sets on_hand at a location (the difference becomes a movement). It may not go below what is
     reserved there. A rise serves waiting backorders; a fall may raise LowStock."""
-    out = Outgoing(producer)
-    async with pool.acquire() as conn:
+    async with outbox.transaction(pool) as uow:
+        conn = uow.conn
         if not await repo.location_exists(conn, location_id):
             raise NotFound(f"location {location_id} not found")
-        async with conn.transaction():
-            await repo.lock_inventory(conn)
-            rows = await repo.lock_stock(conn, [sku], location_id)
-            before = rows[0] if rows else {"on_hand": 0, "reserved": 0}
-            if on_hand < before["reserved"]:
-                message = (f"{before['reserved']} units of {sku} are reserved at {location_id}; "
-                           f"on_hand cannot go below that")
-                floor = Violation("on_hand", "not_below_reserved",
-                                  f"must be at least {before['reserved']} (reserved at {location_id})")
-                raise Conflict(message, [floor], code="below_reserved")
-            r = await repo.set_on_hand(conn, sku, location_id, on_hand, on_hand - before["on_hand"], reason)
-            taken = await serve_backorders(conn, [sku], out, scan_limit) if on_hand > before["on_hand"] else set()
-            await alert_low_stock(conn, {sku} | taken, out, Cause())
-            await outbox.enqueue(conn, out.messages)
-            after = (await repo.lock_stock(conn, [sku], location_id))[0] if taken else r
+        await repo.lock_inventory(conn)
+        rows = await repo.lock_stock(conn, [sku], location_id)
+        before = rows[0] if rows else {"on_hand": 0, "reserved": 0}
+        if on_hand < before["reserved"]:
+            message = (f"{before['reserved']} units of {sku} are reserved at {location_id}; "
+                       f"on_hand cannot go below that")
+            floor = Violation("on_hand", "not_below_reserved",
+                              f"must be at least {before['reserved']} (reserved at {location_id})")
+            raise Conflict(message, [floor], code="below_reserved")
+        r = await repo.set_on_hand(conn, sku, location_id, on_hand, on_hand - before["on_hand"], reason)
+        taken = await serve_backorders(uow, [sku], scan_limit) if on_hand > before["on_hand"] else set()
+        await alert_low_stock(uow, {sku} | taken)
+        after = (await repo.lock_stock(conn, [sku], location_id))[0] if taken else r
     return {"sku": sku, "location_id": location_id, **stock_figures(after["on_hand"], after["reserved"])}, r["created"]
 
 
