@@ -180,7 +180,7 @@ async def test_a_saga_stored_before_its_data_was_typed_goes_on(saga_pool: asyncp
                            orjson.dumps(legacy).decode(), t.order_id)
     first = shipment_ids(t)[0]
     env = new_envelope(dispatched(t, first), producer="fulfilment", order_id=t.order_id)
-    await BatchProcessor(saga_consumer(SagaRunner(SAGA)), saga_pool, producer="orchestrator",
+    await BatchProcessor(saga_consumer(SagaRunner(SAGA)), saga_pool, outbox=Outbox("orchestrator"),
                          group_id="g").process([_record(env, 0)])
     async with saga_pool.acquire() as conn:
         saga = await store.load(conn, "order", t.order_id)
