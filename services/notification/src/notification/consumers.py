@@ -1,31 +1,17 @@
 """The Kafka consumer of notification: every topic whose events become emails or webhooks (one group,
 so a batch records its customers, email intents and deliveries together, with its inbox claims)."""
 
-import asyncpg
+from functools import partial
 
-from notification import repository as repo
 from notification.domain import SUBSCRIBABLE, TOPICS
 from notification.handlers import EventBatch
-from oms_contracts import Envelope
-from oms_platform.consumer import BatchLocal, ConsumerSpec, MessageContext
+from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
 
-_BATCH: BatchLocal[EventBatch] = BatchLocal("notification_events")
+
+async def _on_event(msg: Message, uow: UnitOfWork[EventBatch]) -> None:
+    uow.state.add(msg.envelope)
 
 
 def event_consumer(email_attempts: int, webhook_attempts: int) -> ConsumerSpec:
-    async def begin(conn: asyncpg.Connection, _: list[Envelope]) -> None:
-        # The subscriptions once per batch; one created now gets the events consumed after it.
-        _BATCH.set(conn, EventBatch(await repo.active_subscriptions(conn), email_attempts, webhook_attempts))
-
-    async def on_event(ctx: MessageContext) -> None:
-        batch = _BATCH.get(ctx.conn)
-        assert batch is not None
-        batch.add(ctx.envelope)
-
-    async def write(conn: asyncpg.Connection) -> None:
-        batch = _BATCH.get(conn)
-        if batch is not None:
-            await batch.flush(conn)
-
-    return ConsumerSpec(name="events", topics=list(TOPICS), handlers=dict.fromkeys(SUBSCRIBABLE, on_event),
-                        before_batch=begin, after_batch=write)
+    return ConsumerSpec(name="events", topics=list(TOPICS), handlers=dict.fromkeys(SUBSCRIBABLE, _on_event),
+                        batch_state=partial(EventBatch, email_attempts, webhook_attempts))

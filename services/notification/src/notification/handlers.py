@@ -19,15 +19,20 @@ from oms_platform.pagination import Keyset, Page, of_type
 
 @dataclass
 class EventBatch:
-    """What one consumed batch records, written in a few set-based statements at its end (in the
-    batch's transaction, with its inbox claims): so an intent exists exactly when its event was consumed."""
+    """The consumer's batch state: what one consumed batch records, written in a few set-based
+    statements at its end (in the batch's transaction, with its inbox claims): so an intent exists
+    exactly when its event was consumed."""
 
-    subscriptions: list[asyncpg.Record]
     email_attempts: int
     webhook_attempts: int
+    subscriptions: list[asyncpg.Record] = field(default_factory=list)
     orders: list[dict[str, Any]] = field(default_factory=list)
     emails: list[dict[str, Any]] = field(default_factory=list)
     webhooks: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
+
+    async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        # The subscriptions once per batch; one created now gets the events consumed after it.
+        self.subscriptions = await repo.active_subscriptions(conn)
 
     def add(self, env: Envelope) -> None:
         if env.event_type == "OrderPlaced":
