@@ -1,7 +1,7 @@
 """Use cases of __NAME__. They raise the domain errors of oms_platform.errors (NotFound, Conflict,
 RuleBroken, ...), which the platform turns into the contract's error body: no HTTP here.
 
-To publish from a consumer, a handler calls `ctx.emit(topic, SomeContractEventV1(...))`: the message
+To publish, a handler calls `uow.emit(topic, SomeContractEventV1(...))`: the message
 goes to the outbox in the same transaction as the change it reports."""
 
 from typing import Any
