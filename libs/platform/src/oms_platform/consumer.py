@@ -24,11 +24,13 @@ from uuid import UUID
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from pydantic import BaseModel, ValidationError
 
 from oms_contracts import Envelope, parse_payload
 from oms_contracts.topics import dlq
 from oms_platform import inbox, metrics, telemetry
+from oms_platform.assignor import CoPartitionedStickyAssignor
 from oms_platform.outbox import Outbox, OutgoingMessage, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -342,6 +344,9 @@ def subscribe(
         session_timeout_ms=session_timeout_ms,
         group_instance_id=group_instance_id,
         heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
+        # Co-partitioned and sticky (oms_platform.assignor); round-robin (the previous default) stays
+        # second, so a rolling upgrade from replicas without it still forms one group.
+        partition_assignment_strategy=(CoPartitionedStickyAssignor(), RoundRobinPartitionAssignor),
         ack_policy=AckPolicy.NACK_ON_ERROR,  # an error seeks every partition back to the batch's start
         decoder=_the_message,
     )
