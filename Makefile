@@ -12,7 +12,7 @@ deps: ## install Python dependencies from the lock file (installs uv if missing)
 	  python3 -m venv .cache/tools && .cache/tools/bin/pip install --quiet uv==0.13.9; }
 	@$(UV) sync --frozen --quiet
 
-up: deps ## start Kafka, PostgreSQL and every service in the background; returns when all are ready
+up: deps ## start Kafka, PostgreSQL and every service in the background; returns when all are ready (REPLICAS=3, or REPLICAS=orchestrator=3,inventory=2: processes per service)
 	@deploy/local/infra.sh dev start
 	@deploy/local/services.sh up
 	@echo "Kafka: 127.0.0.1:9092   PostgreSQL: 127.0.0.1:55432   Zipkin: http://127.0.0.1:9411   logs: .local/dev/logs/"

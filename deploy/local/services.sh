@@ -5,6 +5,11 @@
 # Environment given to `make up` (OMS_ADMIN_TOKEN, SMTP_HOST, ...) reaches every service. A service
 # already running is restarted when the settings it would get now differ from those it was started
 # with (deploy/local/service_env.py records them, hashed, in .local/dev/run/<name>.env).
+# Replicas: REPLICAS=3 runs three processes of every service, REPLICAS="orchestrator=3,inventory=2" of
+# those named (others one). Replica k (from 0) listens on port + k*REPLICA_PORT_STEP (100: 8001, 8101,
+# 8201), has its own pid/log/settings files (<name>.<k>.*; replica 0 keeps <name>.*) and its own
+# KAFKA_GROUP_INSTANCE_ID (<name>-<port>); all replicas of a service share its consumer groups and
+# database (its outbox relay leads in one of them). `up` with fewer replicas stops the extra ones.
 # Overrides (tests): SERVICES_CONF, OMS_STATE_DIR, and OMS_SERVICES_INFRA=external with
 # KAFKA_BOOTSTRAP and PG_ADMIN_DSN given instead of the dev infrastructure's.
 set -euo pipefail
@@ -18,6 +23,35 @@ mkdir -p "$RUN" "$LOGS"
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 services() { grep -vE '^\s*(#|$)' "$CONF"; }
+STEP=${REPLICA_PORT_STEP:-100}
+
+replicas() {  # how many processes of service $1 REPLICAS asks for
+  local spec=${REPLICAS:-1} item n=""
+  if [[ $spec =~ ^[0-9]+$ ]]; then n=$spec; else
+    for item in ${spec//,/ }; do [ "${item%%=*}" = "$1" ] && n=${item#*=}; done
+  fi
+  n=${n:-1}
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "REPLICAS: '$n' for $1 is not a count of 1 or more" >&2; exit 2; }
+  echo "$n"
+}
+# Every process to run: instance name (file names), service name, module, port, database.
+instances() {
+  local name module port db k n
+  while read -r name module port db; do
+    n=$(replicas "$name")
+    for ((k = 0; k < n; k++)); do
+      if [ "$k" = 0 ]; then echo "$name $name $module $port $db"; else echo "$name.$k $name $module $((port + k * STEP)) $db"; fi
+    done
+  done < <(services)
+}
+# Every instance with a pid file, running or not (replicas of an earlier `up` included).
+recorded() {
+  local name module port db f
+  while read -r name module port db; do
+    for f in "$RUN/$name.pid" "$RUN/$name".[0-9]*.pid; do [ -f "$f" ] && basename "$f" .pid; done
+  done < <(services)
+  return 0
+}
 
 ensure_db() {  # role and database named after the service, owned by it
   local db=$1
@@ -40,43 +74,47 @@ stop_service() {
 case "$CMD" in
   up)
     pg_host_port=${PG_ADMIN_DSN#*@}; pg_host_port=${pg_host_port%%/*}
-    while read -r name module port db; do
+    wanted=$(instances)
+    for inst in $(recorded); do  # replicas beyond the count asked for now
+      grep -q "^$inst " <<< "$wanted" || stop_service "$inst"
+    done
+    while read -r inst name module port db; do
       ensure_db "$db"
       # What this service gets: the caller's environment plus these (the same in both places below).
       svc_env=(SERVICE_NAME="$name" HTTP_PORT="$port" DATABASE_URL="postgresql://$db@$pg_host_port/$db"
                KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP" ZIPKIN_ENDPOINT="${ZIPKIN_ENDPOINT:-${ZIPKIN_SPANS:-}}"
-               KAFKA_GROUP_INSTANCE_ID="${KAFKA_GROUP_INSTANCE_ID:-$name-$port}")
-      ( umask 077; "$PY" "$ROOT/deploy/local/service_env.py" "$module" "${svc_env[@]}" > "$RUN/$name.env.new" )
-      if alive "$RUN/$name.pid"; then
-        if [ ! -f "$RUN/$name.env" ]; then
-          echo "[services] $name already running on :$port (its settings were not recorded: \`make down && make up\` applies the current ones)"
-          rm -f "$RUN/$name.env.new"; continue
+               KAFKA_GROUP_INSTANCE_ID="$name-$port")
+      ( umask 077; "$PY" "$ROOT/deploy/local/service_env.py" "$module" "${svc_env[@]}" > "$RUN/$inst.env.new" )
+      if alive "$RUN/$inst.pid"; then
+        if [ ! -f "$RUN/$inst.env" ]; then
+          echo "[services] $inst already running on :$port (its settings were not recorded: \`make down && make up\` applies the current ones)"
+          rm -f "$RUN/$inst.env.new"; continue
         fi
-        diff=$("$PY" "$ROOT/deploy/local/service_env.py" --diff "$RUN/$name.env" "$RUN/$name.env.new")
+        diff=$("$PY" "$ROOT/deploy/local/service_env.py" --diff "$RUN/$inst.env" "$RUN/$inst.env.new")
         if [ -z "$diff" ]; then
-          echo "[services] $name already running on :$port"; rm -f "$RUN/$name.env.new"; continue
+          echo "[services] $inst already running on :$port"; rm -f "$RUN/$inst.env.new"; continue
         fi
-        echo "[services] $name: settings changed since it started ($diff): restarting it with the new ones"
-        stop_service "$name"
+        echo "[services] $inst: settings changed since it started ($diff): restarting it with the new ones"
+        stop_service "$inst"
       fi
-      echo "[services] starting $name on 127.0.0.1:$port"
-      env "${svc_env[@]}" nohup "$PY" -m "$module" < /dev/null >> "$LOGS/$name.log" 2>&1 &
-      echo $! > "$RUN/$name.pid"
-      mv "$RUN/$name.env.new" "$RUN/$name.env"
-    done < <(services)
-    while read -r name module port db; do
+      echo "[services] starting $inst on 127.0.0.1:$port"
+      env "${svc_env[@]}" nohup "$PY" -m "$module" < /dev/null >> "$LOGS/$inst.log" 2>&1 &
+      echo $! > "$RUN/$inst.pid"
+      mv "$RUN/$inst.env.new" "$RUN/$inst.env"
+    done < <(instances)
+    while read -r inst name module port db; do
       for _ in $(seq 1 120); do
-        if curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; then echo "[services] $name ready: http://127.0.0.1:$port"; break; fi
-        alive "$RUN/$name.pid" || { echo "$name exited; last lines of $LOGS/$name.log:" >&2; tail -20 "$LOGS/$name.log" >&2; exit 1; }
+        if curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; then echo "[services] $inst ready: http://127.0.0.1:$port"; break; fi
+        alive "$RUN/$inst.pid" || { echo "$inst exited; last lines of $LOGS/$inst.log:" >&2; tail -20 "$LOGS/$inst.log" >&2; exit 1; }
         sleep 0.5
       done
-      curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "$name not ready after 60s; see $LOGS/$name.log" >&2; exit 1; }
-    done < <(services) ;;
+      curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "$inst not ready after 60s; see $LOGS/$inst.log" >&2; exit 1; }
+    done < <(instances) ;;
   down)
-    while read -r name module port db; do stop_service "$name"; done < <(services) ;;
+    for inst in $(recorded); do stop_service "$inst"; done ;;
   status)
-    while read -r name module port db; do
-      if alive "$RUN/$name.pid"; then echo "$name: running on :$port (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
-    done < <(services) ;;
+    while read -r inst name module port db; do
+      if alive "$RUN/$inst.pid"; then echo "$inst: running on :$port (pid $(cat "$RUN/$inst.pid"))"; else echo "$inst: stopped"; fi
+    done < <(instances) ;;
   *) echo "unknown command $CMD" >&2; exit 2 ;;
 esac

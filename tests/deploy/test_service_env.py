@@ -80,3 +80,48 @@ def test_make_up_restarts_a_running_service_whose_token_changed(infra: Infra, tm
     finally:
         subprocess.run([str(SERVICES_SH), "down"], env=base, capture_output=True, timeout=60)
     assert not pid_file.exists()
+
+
+@pytest.mark.infra
+def test_make_up_runs_replicas_each_on_its_port_and_stops_the_extra_ones(infra: Infra, tmp_path: Path):
+    step = 7  # replicas on port, port+7, port+14 (free_port gives one port; its neighbours are very likely free)
+    port, db = free_port(), f"svcsh_{uuid.uuid4().hex[:8]}"
+    conf = tmp_path / "services.conf"
+    conf.write_text(f"order-capture  order_capture  {port}  {db}\n")
+    run = tmp_path / "state" / "run"
+    base = {**os.environ, "SERVICES_CONF": str(conf), "OMS_STATE_DIR": str(tmp_path / "state"),
+            "OMS_SERVICES_INFRA": "external", "KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+            "PG_ADMIN_DSN": infra.pg_admin_dsn, "KAFKA_GROUP_SUFFIX": f".{db}", "KAFKA_AUTO_OFFSET_RESET": "latest",
+            "LOG_LEVEL": "WARNING", "OMS_ADMIN_TOKEN": "tok", "REPLICA_PORT_STEP": str(step)}
+
+    def sh(cmd: str, **env: str) -> str:
+        done = subprocess.run([str(SERVICES_SH), cmd], env={**base, **env}, capture_output=True, text=True,
+                              timeout=240)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    try:
+        out = sh("up", REPLICAS="order-capture=3,inventory=2")  # inventory is not in this conf: ignored
+        for k, p in enumerate((port, port + step, port + 2 * step)):
+            inst = "order-capture" if k == 0 else f"order-capture.{k}"
+            assert f"{inst} ready: http://127.0.0.1:{p}" in out
+            assert (run / f"{inst}.pid").exists()
+        # One database for all: a key created through one replica works through another.
+        key = httpx.post(f"http://127.0.0.1:{port + step}/v1/admin/api-keys", json={"channel": "web"},
+                         headers={"Authorization": "Bearer tok"}, timeout=30).json()["key"]
+        assert httpx.get(f"http://127.0.0.1:{port + 2 * step}/v1/orders", headers={"Authorization": f"Bearer {key}"},
+                         timeout=30).status_code == 200
+        # Each its own static member id: the settings fingerprints differ only there and in the port.
+        fp = {k: service_env.parse((run / f"{inst}.env").read_text())
+              for k, inst in enumerate(("order-capture", "order-capture.1"))}
+        assert service_env.changed(fp[0], fp[1]) == ["HTTP_PORT", "KAFKA_GROUP_INSTANCE_ID"]
+
+        out = sh("up", REPLICAS="1")
+        assert "stopping order-capture.1" in out and "stopping order-capture.2" in out
+        assert "order-capture already running" in out
+        assert not (run / "order-capture.1.pid").exists()
+        status = sh("status")
+        assert "order-capture: running" in status and "order-capture.1" not in status
+    finally:
+        sh("down", REPLICAS="3")
+    assert not list(run.glob("*.pid"))
