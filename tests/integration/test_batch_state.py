@@ -91,3 +91,46 @@ async def test_after_a_failure_each_attempt_has_a_state_of_its_own(decided_pool:
         ("load", [c.event_id]), ("flush", [c.event_id]),
     ]
     assert await _decided(decided_pool) == Counter(ids)  # each once: the failed attempt left nothing
+
+
+POISON: set[uuid.UUID] = set()
+
+
+class RefusesPoison(Recorder):
+    """Its load or flush fails whenever a poisoned event is among its messages (as a value the
+    database refuses would): batch-level code failing because of one message."""
+
+    fail_in = "flush"
+
+    async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        await super().load(conn, envelopes)
+        if self.fail_in == "load" and POISON & {e.event_id for e in envelopes}:
+            await conn.execute("SELECT 1/0")
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        if self.fail_in == "flush" and POISON & set(self.decided):
+            await conn.execute("SELECT 1/0")
+        await super().flush(conn)
+
+
+class RefusesPoisonOnLoad(RefusesPoison):
+    fail_in = "load"
+
+
+@pytest.mark.parametrize("state", [RefusesPoison, RefusesPoisonOnLoad], ids=["flush", "load"])
+async def test_a_batch_state_failing_for_one_message_dead_letters_that_message_alone(
+    decided_pool: asyncpg.Pool, state: type[Recorder],
+) -> None:
+    """Issue 13, 2a: a load or flush error is isolated per message like a handler's (it was raised as the
+    batch's, which was redelivered for ever and stalled its partitions)."""
+    a, b, c = _events(3)
+    POISON.clear()
+    POISON.add(b.event_id)
+    processor = _processor(decided_pool, set())
+    processor.spec.batch_state = state
+    await processor.process([consumer_record("test.in", e, i) for i, e in enumerate((a, b, c))])
+    assert await _decided(decided_pool) == Counter([a.event_id, c.event_id])
+    dead = await decided_pool.fetch("SELECT value FROM outbox WHERE topic = 'test.in.dlq'")
+    assert [Envelope.model_validate_json(r["value"]).event_id for r in dead] == [b.event_id]
+    claimed = await decided_pool.fetch("SELECT event_id FROM inbox WHERE consumer = 'g'")
+    assert {r["event_id"] for r in claimed} == {a.event_id, b.event_id, c.event_id}

@@ -4,11 +4,14 @@ inventory, fulfilment, billing and tracking (docs/order-saga.md)."""
 import uuid
 
 import httpx
+import orjson
 import pytest
 
-from oms_contracts.topics import BILLING_EVENTS, BILLING_REQUESTS, ORDERS_STATUS, commands, events
+from oms_contracts import new_envelope
+from oms_contracts.topics import BILLING_EVENTS, BILLING_REQUESTS, ORDERS_STATUS, commands, dlq, events
 from tests.integration.orchestrator import replies as r
 from tests.integration.orchestrator.driver import Driver
+from tests.support.kafka import TopicReader
 
 pytestmark = pytest.mark.infra
 
@@ -189,3 +192,30 @@ async def test_sagas_are_listed_newest_first_a_page_at_a_time(orchestrator: Driv
     assert [p[0]["order_id"] for p in pages] == [str(placed[1]), str(placed[0])]
     assert pages[0][0]["current_step"] == "reserve_stock" and "steps" not in pages[0][0]
     assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "cursor"
+
+
+async def test_a_payment_the_saga_cannot_store_is_dead_lettered_and_the_partitions_move_on(orchestrator: Driver):
+    """Issue 13, 2a: the reference goes into the step's detail, which PostgreSQL's jsonb refuses (\\u0000),
+    so the batch's flush fails, not a handler. That message alone is retried and dead-lettered."""
+    d = orchestrator
+    poisoned, healthy = await d.place(payment="pending"), await d.place(payment="pending")
+    for order_id in (poisoned, healthy):
+        reserve = await d.command(INV_CMD, order_id, "ReserveStock")
+        await d.reply(reserve, INV_EV, r.reserved(reserve))
+        await d.wait_status(order_id, "awaiting_payment")
+    dead = await TopicReader(d.bootstrap, d.prefix + dlq(BILLING_EVENTS)).start()
+    try:
+        bad = new_envelope(r.payment_confirmed(poisoned).model_copy(update={"reference": "pay\x00x"}),
+                           producer="test", order_id=poisoned)
+        good = new_envelope(r.payment_confirmed(healthy), producer="test", order_id=healthy)
+        await d.resend(BILLING_EVENTS, [bad, good])  # one batch, the poisoned message first
+        await d.wait_status(healthy, "confirmed", timeout=30)
+        await dead.wait_for(lambda recs: any(orjson.loads(x.value)["event_id"] == str(bad.event_id) for x in recs))
+        [record] = dead.records
+        assert dict(record.headers)["dlq.error"].startswith(b"UntranslatableCharacterError")
+    finally:
+        await dead.stop()
+    assert "confirmed" not in [s for s, _ in d.statuses(poisoned)]
+    # The partition moved on: the order's next (good) payment is applied.
+    await d.send(BILLING_EVENTS, r.payment_confirmed(poisoned), order_id=poisoned)
+    await d.wait_status(poisoned, "confirmed", timeout=30)

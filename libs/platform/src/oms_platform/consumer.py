@@ -5,7 +5,8 @@ For each batch: parse every envelope, apply each event with its handler, and cla
 inbox with the batch's outgoing messages in its last statement; if an id was claimed before (a
 redelivery), the batch is rolled back and applied again claiming first, so only new events apply.
 (Handlers therefore may run for a redelivered event whose effects are then rolled back: a call outside
-the database must be idempotent anyway, as every retry may repeat it.) A handler error is redone with
+the database must be idempotent anyway, as every retry may repeat it.) A handler error (or an error of
+the batch state's load or flush, which may be one message's doing) is redone with
 each message in its own savepoint and retried (with backoff) up to max_attempts; then the message goes
 to `<topic>.dlq` (through the outbox, in the same transaction) with the error and its original
 headers, and the batch moves on. The offsets are committed after the transaction
@@ -126,7 +127,8 @@ class BatchProcessor:
                 await self._run(parsed, isolate=False, claim_first=True)
         except _HandlerFailed as failed:
             # The failed fast-path call was that event's first attempt.
-            await self._run(parsed, isolate=True, claim_first=True, attempted={failed.event_id})
+            attempted = {failed.event_id} if failed.event_id else set()
+            await self._run(parsed, isolate=True, claim_first=True, attempted=attempted)
         metrics.CONSUMER_BATCH.labels(self.spec.name).observe(time.perf_counter() - started)
 
     async def _run(
@@ -165,12 +167,12 @@ class BatchProcessor:
                 if isolate and todo:
                     # The batch's locks in one sorted statement, before any savepoint (none released
                     # with a failed attempt's); each attempt then loads its own state.
-                    await self._load(conn, [msg.envelope for msg, _ in todo])
+                    await self._lock_all(conn, [msg.envelope for msg, _ in todo])
                     for msg, handler in todo:
                         first = 2 if msg.envelope.event_id in attempted else 1
                         outcomes.append(await self._apply_isolated(conn, msg, handler, outgoing, first))
                 elif todo:
-                    state = await self._load(conn, [msg.envelope for msg, _ in todo])
+                    state = await self._batch_level(self._load(conn, [msg.envelope for msg, _ in todo]))
                     for msg, handler in todo:
                         try:
                             with self._span(msg):
@@ -182,7 +184,7 @@ class BatchProcessor:
                             raise _HandlerFailed(msg.envelope.event_id) from exc
                         outcomes.append("applied")
                     if state is not None:
-                        await state.flush(conn)
+                        await self._batch_level(state.flush(conn))
                 if claim_first:
                     written = await self.outbox.write(conn, outgoing)
                 else:
@@ -192,6 +194,31 @@ class BatchProcessor:
             written.committed()
         for outcome in outcomes:
             metrics.CONSUMED.labels(self.spec.name, outcome).inc()
+
+    @staticmethod
+    async def _batch_level(call: Awaitable[Any]) -> Any:
+        """A batch state's load or flush on the fast path. Its error may be one message's doing (e.g. a
+        value the database refuses, written by the flush): the batch is redone message by message, where
+        each message's load and flush run in its own savepoint, so that message alone is retried and
+        dead-lettered and the partitions move on."""
+        try:
+            return await call
+        except INFRA_ERRORS:
+            raise
+        except Exception as exc:
+            raise _HandlerFailed(None) from exc
+
+    async def _lock_all(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        """The isolated path's batch-wide load, in a savepoint: if it fails, each attempt still loads
+        (and locks) its own message's part, and the failing one is dead-lettered alone."""
+        try:
+            async with conn.transaction():
+                await self._load(conn, envelopes)
+        except INFRA_ERRORS:
+            raise
+        except Exception:
+            log.warning("%s: the batch's state did not load; loading it message by message", self.spec.name,
+                        exc_info=True)
 
     async def _load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> BatchState | None:
         if self.spec.batch_state is None:
@@ -261,7 +288,7 @@ class _AlreadyClaimed(Exception):
 class _HandlerFailed(Exception):
     """A handler raised on the fast path: the batch is redone message by message."""
 
-    def __init__(self, event_id: UUID):
+    def __init__(self, event_id: UUID | None):  # None: the batch state's load or flush failed
         super().__init__(str(event_id))
         self.event_id = event_id
 
