@@ -74,7 +74,9 @@ def run(ctx: Context) -> dict[str, Any]:
     capture = Server("order-capture", capture_argv, {
         "SERVICE_NAME": "order-capture", "HTTP_PORT": str(capture_port), "DATABASE_URL": capture_dsn,
         "KAFKA_BOOTSTRAP_SERVERS": ctx.kafka_bootstrap, "OMS_ADMIN_TOKEN": admin_token,
-        "KAFKA_GROUP_SUFFIX": ".bench", "KAFKA_TOPIC_PREFIX": TOPIC_PREFIX, "LOG_LEVEL": "WARNING", **extra_env,
+        "KAFKA_GROUP_SUFFIX": ".bench", "KAFKA_TOPIC_PREFIX": TOPIC_PREFIX, "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_KEY_PER_SECOND": "0",  # one key sends everything: no per-key limit in the measure
+        **extra_env,
     }, capture_port, stop_signal=signal.SIGINT if args.profile else signal.SIGTERM)
     bare = Server("bare", ["-m", "bench.bare"], {
         "SERVICE_NAME": "bench-bare", "HTTP_PORT": str(bare_port), "DATABASE_URL": bare_dsn,

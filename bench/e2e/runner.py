@@ -78,6 +78,8 @@ def run(ctx: Context) -> dict[str, Any]:
                 "KAFKA_GROUP_SUFFIX": group_suffix, "KAFKA_AUTO_OFFSET_RESET": "latest", "LOG_LEVEL": "WARNING",
                 # Every service on the benchmark's topics, and no span export, whatever the shell has.
                 "KAFKA_TOPIC_PREFIX": TOPIC_PREFIX, "ZIPKIN_ENDPOINT": "",
+                # One channel key sends every order: the per-key rate limit would cap the measure.
+                "RATE_LIMIT_PER_KEY_PER_SECOND": "0",
                 **plan.env_all, **plan.env_by_service[name],
             }
             servers[key] = Server(key.replace("#", "-"), argv, env, port,

@@ -55,6 +55,8 @@ class ServiceProcess:
             # Static membership: a process restarted by a test (same name and port) rejoins at once.
             "KAFKA_GROUP_INSTANCE_ID": f"{name}-{self.port}",
             "LOG_LEVEL": "WARNING",
+            # Tests send everything with one or two keys, fast; test_capture_rate_limit sets its own.
+            "RATE_LIMIT_PER_KEY_PER_SECOND": "0",
             **(env or {}),
         }
         self.log_path = log_dir / f"{name}-{self.port}.log"

@@ -57,21 +57,21 @@ TRACKING_EVENTS = events("tracking")
 
 # The consumer groups of each service (group id = "<service>.<consumer name><suffix>") and the
 # topics each reads (the ConsumerSpecs of the services' consumers modules).
+# Every service but order capture keeps its copy of the channel keys (the platform's "channel-keys").
+KEYS = {"channel-keys": (CHANNELS_EVENTS,)}
 GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
     "order-capture": {"order-status": (ORDERS_STATUS,), "replacements": (events("returns"),)},
     "orchestrator": {"saga": (ORDERS_EVENTS, events("inventory"), events("fulfilment"), BILLING_EVENTS,
-                              TRACKING_EVENTS), "returns": (events("returns"),)},
-    "inventory": {"commands": (commands("inventory"),)},
-    "fulfilment": {"commands": (commands("fulfilment"),), "deliveries": (TRACKING_EVENTS,)},
+                              TRACKING_EVENTS), "returns": (events("returns"),), **KEYS},
+    "inventory": {"commands": (commands("inventory"),), **KEYS},
+    "fulfilment": {"commands": (commands("fulfilment"),), "deliveries": (TRACKING_EVENTS,), **KEYS},
     # Not in SERVICES: a module that needs it starts System with services=(*SERVICES, "tracking").
     "tracking": {"timeline": (ORDERS_EVENTS, ORDERS_STATUS, events("inventory"), events("fulfilment"), BILLING_EVENTS,
-                              events("returns")),
-                 "channel-keys": (CHANNELS_EVENTS,)},
+                              events("returns")), **KEYS},
     "returns": {"copies": (ORDERS_EVENTS, ORDERS_STATUS, events("fulfilment"), TRACKING_EVENTS, events("inventory")),
-                "saga": (events("inventory"), BILLING_EVENTS, ORDERS_EVENTS), "channel-keys": (CHANNELS_EVENTS,)},
+                "saga": (events("inventory"), BILLING_EVENTS, ORDERS_EVENTS), **KEYS},
     "notification": {"events": (ORDERS_EVENTS, ORDERS_STATUS, events("fulfilment"), TRACKING_EVENTS, events("returns"),
-                                BILLING_EVENTS),
-                     "channel-keys": (CHANNELS_EVENTS,)},
+                                BILLING_EVENTS), **KEYS},
 }
 
 # How long a starting service may take to answer /readyz (a machine shared with other heavy work may

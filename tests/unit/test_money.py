@@ -43,19 +43,23 @@ def test_money_on_the_wire_is_a_json_string() -> None:
 @pytest.mark.parametrize(("given", "wire"), [
     ("19.90", "19.90"),
     ("0.10", "0.10"),
-    (19, "19"),
-    ("1E+2", "100"),  # never in exponent notation
+    ("39.8", "39.80"),  # always two decimals out
+    ("40", "40.00"),
+    (19, "19.00"),
+    (Decimal("1E+2"), "100.00"),  # never in exponent notation
     ("12345678901234567890.12", "12345678901234567890.12"),  # no precision lost
     ("-5.00", "-5.00"),
 ])
 def test_money_is_parsed_exactly_and_serialised_without_exponent(given: Any, wire: str) -> None:
     line = _line(given)
     assert line.unit_price == Decimal(wire)
+    assert line.model_dump()["unit_price"] == wire
     assert line.model_dump(mode="json")["unit_price"] == wire
     assert OrderLine.model_validate_json(line.model_dump_json()) == line
 
 
-@pytest.mark.parametrize("bad", [19.9, 0.1, "NaN", "Infinity", "-inf", "nineteen", True])
+@pytest.mark.parametrize("bad", [19.9, 0.1, "NaN", "Infinity", "-inf", "nineteen", True, "1e2", "1E+2", " 19.90 ",
+                                 "19.999", "39.", ".5", "+5", "1,000.00", "1_000", "٣٩.٨٠"])
 def test_money_refuses_floats_and_non_numbers(bad: Any) -> None:
     with pytest.raises(ValidationError):
         _line(bad)

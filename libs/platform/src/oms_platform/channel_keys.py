@@ -5,8 +5,11 @@ request is checked against its own database, with no call to order capture.
 
 A revoke takes effect here one Kafka hop after order capture commits it (milliseconds when healthy).
 
-    keys = ChannelKeys(runtime, settings.oms_admin_token)
-    runtime = ServiceRuntime(..., consumers=[..., keys.consumer], lib_migrations=[keys.migrations])
+ServiceRuntime wires the consumer and the migration for every service (order capture, which issues the
+keys, opts out) and offers the checker as `runtime.channel_keys`; oms_platform.http.operator_dependency
+uses it to answer 403 to a channel key on an operator endpoint.
+
+    keys = runtime.channel_keys
     @router.get(...)
     async def view(caller: Annotated[Caller, Depends(keys.caller)]): ...   # operator or a channel
     async def admin(_: Annotated[Caller, Depends(keys.operator)]): ...      # operator only (403 for a key)

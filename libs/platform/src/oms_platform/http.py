@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from oms_platform import metrics, telemetry
 from oms_platform.errors import Conflict, DomainError, NotFound, RuleBroken, RuleError  # noqa: F401
@@ -92,6 +93,18 @@ def domain_status(exc: DomainError) -> int:
     return next((status for kind, status in DOMAIN_STATUS if isinstance(exc, kind)), 400)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the request's path takes (Starlette's 405 names only the first route
+    matched, and FastAPI makes one route per method). Asked of the routes method by method: included
+    routers only answer whether they match a whole request."""
+    routes = request.app.router.routes
+    return [m for m in _METHODS
+            if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain_error(_: Request, exc: DomainError) -> ORJSONResponse:
@@ -109,10 +122,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return ORJSONResponse(error_body("validation_failed", f"invalid request: {summary}", fields), 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
         code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                 409: "conflict", 413: "payload_too_large"}.get(exc.status_code, "http_error")
-        return ORJSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return ORJSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
 
     outage = app.state.database_outage = DatabaseOutage()
 
@@ -271,13 +287,19 @@ def unauthorized(message: str = "missing or invalid credentials") -> ApiError:
 
 
 def operator_dependency(admin_token: str | None) -> Callable[[Request], Awaitable[str]]:
-    """Operators present OMS_ADMIN_TOKEN as a bearer token; without it set, every call is refused."""
+    """Operators present OMS_ADMIN_TOKEN as a bearer token; without it set, every call is refused.
+    Missing or wrong credentials are a 401; a valid channel key is a 403 (valid credentials, wrong
+    scope), told by the app's `channel_key_lookup` (token -> channel or None; create_app sets it to
+    the runtime's oms_platform.channel_keys copy)."""
 
     async def require_operator(request: Request) -> str:
         token = bearer_token(request)
-        if not admin_token or token is None or not hmac.compare_digest(token.encode(), admin_token.encode()):
-            raise unauthorized("operator token required")
-        return "operator"
+        if admin_token and token is not None and hmac.compare_digest(token.encode(), admin_token.encode()):
+            return "operator"
+        lookup = getattr(request.app.state, "channel_key_lookup", None)
+        if token is not None and lookup is not None and await lookup(token) is not None:
+            raise ApiError(403, "forbidden", "a channel API key cannot call operator endpoints")
+        raise unauthorized("operator token required")
 
     return require_operator
 

@@ -15,9 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from oms_contracts.topics import dlq
 from oms_platform import db, kafka, kafka_outages, telemetry
+from oms_platform.channel_keys import ChannelKeys
 from oms_platform.consumer import BatchProcessor, ConsumerSpec, subscribe
 from oms_platform.http import ORJSONResponse, PlatformMiddleware, install_error_handlers
+from oms_platform.http_input import InputRulesMiddleware
 from oms_platform.outbox import Outbox, OutboxRelay
+from oms_platform.ratelimit import RateLimitMiddleware
 from oms_platform.settings import ServiceSettings
 
 if TYPE_CHECKING:  # imported when a service has consumers (start)
@@ -35,10 +38,17 @@ class ServiceRuntime:
         consumers: Sequence[ConsumerSpec] = (),
         produces: Sequence[str] = (),
         lib_migrations: Sequence[tuple[str, Path]] = (),
+        channel_keys: bool = True,
     ):
         self.settings = settings
         self.migrations = migrations
+        # Its own copy of the channel keys (oms_platform.channel_keys): operator endpoints tell a
+        # channel key (403) from unknown credentials (401), and channel endpoints can check keys.
+        # Order capture, which issues the keys, passes channel_keys=False and looks up its own table.
+        self.channel_keys = ChannelKeys(self, settings.oms_admin_token) if channel_keys else None
         self.lib_migrations = list(lib_migrations)
+        if channel_keys and ChannelKeys.migrations not in self.lib_migrations:
+            self.lib_migrations.append(ChannelKeys.migrations)
         self.consumers = list(consumers)
         self.produces = list(produces)
         self.pool: asyncpg.Pool | None = None
@@ -57,9 +67,14 @@ class ServiceRuntime:
     def group_id(self, spec: ConsumerSpec) -> str:
         return f"{self.name}.{spec.name}{self.settings.kafka_group_suffix}"
 
+    def all_consumers(self) -> list[ConsumerSpec]:
+        """The service's consumers, and the platform's (the channel keys' copy)."""
+        wired = self.channel_keys is None or any(c is ChannelKeys.consumer for c in self.consumers)
+        return self.consumers if wired else [*self.consumers, ChannelKeys.consumer]
+
     def topics(self) -> set[str]:
         """The Kafka topics it reads and writes (with KAFKA_TOPIC_PREFIX)."""
-        consumed = {t for c in self.consumers for t in c.topics}
+        consumed = {t for c in self.all_consumers() for t in c.topics}
         prefix = self.settings.kafka_topic_prefix
         return {prefix + t for t in set(self.produces) | consumed | {dlq(t) for t in consumed}}
 
@@ -83,13 +98,13 @@ class ServiceRuntime:
             )
             await self.relay.start()
             self.outbox.relay = self.relay
-        if self.consumers:
+        if self.all_consumers():
             from faststream.kafka import KafkaBroker
 
             # No FastDepends: the one handler per subscriber (consumer.subscribe) takes the message as it is.
             self.broker = KafkaBroker(s.kafka_bootstrap_servers, client_id=s.service_name, logger=log,
                                       apply_types=False)
-            for spec in self.consumers:
+            for spec in self.all_consumers():
                 proc = BatchProcessor(
                     spec, self.pool, outbox=self.outbox, group_id=self.group_id(spec),
                     max_attempts=s.consumer_max_attempts, topic_prefix=s.kafka_topic_prefix,
@@ -174,8 +189,17 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
+    if runtime.channel_keys is not None:  # a service that issues keys itself sets its own lookup
+        app.state.channel_key_lookup = runtime.channel_keys.channel_of
     install_error_handlers(app)
-    app.add_middleware(PlatformMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
+    # Outermost first: traces and metrics see every answer, then the rate limit, then the input
+    # rules (README, Input rules), then the routes.
+    s = runtime.settings
+    app.add_middleware(InputRulesMiddleware)
+    if s.rate_limit_per_key_per_second > 0:
+        app.add_middleware(RateLimitMiddleware, per_second=s.rate_limit_per_key_per_second,
+                           burst=s.rate_limit_burst, operator_token=s.oms_admin_token)
+    app.add_middleware(PlatformMiddleware, max_body_bytes=s.max_body_bytes)
 
     for router in routers:  # first: the service's routes are matched before the ops endpoints
         app.include_router(router)

@@ -58,6 +58,10 @@ class ServiceSettings(BaseSettings):
     # fewer commits and more (harmless, deduplicated) redelivery after a crash or rebalance.
     consumer_commit_interval_ms: int = Field(default=200, ge=0, le=10_000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Requests per second per channel key (a token bucket per key and process; 0: no limit) and how
+    # many may come at once after a quiet spell (README, Input rules). The operator is not limited.
+    rate_limit_per_key_per_second: float = Field(default=100, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
     # The customer's tracking page link (oms_platform.links): the tracking service checks it, the
     # emails carry it. Change the secret in production; every service that writes or checks links
     # must share it.

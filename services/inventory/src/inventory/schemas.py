@@ -2,10 +2,11 @@
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from inventory.countries import ISO_ALPHA2
 from oms_platform.errors import RuleError
+from oms_platform.fields import RequestModel
 
 MAX_UNITS = 1_000_000_000  # stays inside PostgreSQL's integer
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
@@ -28,7 +29,7 @@ Units = Annotated[int, Field(strict=True, ge=0, le=MAX_UNITS)]
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
 
 
-class _Strict(BaseModel):
+class _Strict(RequestModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 

@@ -3,14 +3,14 @@
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from oms_contracts.orders import OrderStatus
+from oms_platform.fields import RequestModel, Timestamp
 from oms_platform.http import (
     ApiError,
     Limit,
@@ -18,6 +18,7 @@ from oms_platform.http import (
     bearer_token,
     field_error,
     json_body_openapi,
+    operator_dependency,
     parse_json_body,
     unauthorized,
 )
@@ -37,7 +38,7 @@ class Caller:
     channel: str | None  # None for operators: they see every channel
 
 
-class ApiKeyIn(BaseModel):
+class ApiKeyIn(RequestModel):
     channel: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 
 
@@ -47,15 +48,6 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
     def is_operator(token: str) -> bool:
         # Without OMS_ADMIN_TOKEN set, operator endpoints refuse every call.
         return bool(admin_token) and hmac.compare_digest(token.encode(), str(admin_token).encode())
-
-    async def require_operator(request: Request) -> str:
-        token = bearer_token(request)
-        if token is not None and is_operator(token):
-            return "operator"
-        if token is not None and await api_keys.channel_of(token) is not None:
-            # Valid credentials, wrong scope (CONTRACT.md, Who may call what).
-            raise ApiError(403, "forbidden", "a channel API key cannot call operator endpoints")
-        raise unauthorized("operator token required")
 
     async def caller(request: Request) -> Caller:
         token = bearer_token(request)
@@ -69,7 +61,9 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         return Caller("channel", channel)
 
     CallerDep = Annotated[Caller, Depends(caller)]
-    OperatorDep = Annotated[str, Depends(require_operator)]
+    # A channel key is a 403 here (valid credentials, wrong scope): bootstrap points the app's
+    # channel_key_lookup at api_keys.channel_of.
+    OperatorDep = Annotated[str, Depends(operator_dependency(admin_token))]
 
     def pool(request: Request) -> Any:
         return request.app.state.runtime.pool
@@ -121,8 +115,8 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         who: CallerDep,
         status: OrderStatus | None = None,
         customer_id: Annotated[str | None, Query(max_length=128, pattern=_NO_CONTROL)] = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
+        created_from: Timestamp | None = None,
+        created_to: Timestamp | None = None,
         channel: Annotated[str | None, Query(max_length=32, pattern=_NO_CONTROL)] = None,
         cursor: str | None = None,
         limit: Limit = DEFAULT_LIMIT,

@@ -21,8 +21,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         migrations=Path(__file__).parent / "migrations",
         consumers=[consumers.STATUS, replacements.REPLACEMENTS],
         produces=[ORDERS_EVENTS, CHANNELS_EVENTS],
+        channel_keys=False,  # it issues the keys: its own api_keys table is the source, not a copy
     )
     keys = ApiKeys(lambda: runtime.pool, runtime.outbox, settings.api_key_cache_seconds)
     app = create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture")
+    app.state.channel_key_lookup = keys.channel_of  # operator endpoints answer 403 to a channel key
     add_openapi_models(app, OrderIn)
     return app

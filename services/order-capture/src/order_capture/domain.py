@@ -6,13 +6,14 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.networks import validate_email
 from pydantic_core import PydanticCustomError
 
+from oms_contracts.types import CENT, MONEY_RULE, is_money_text
 from oms_platform.errors import RuleError, Violation
+from oms_platform.fields import RequestModel
 
-CENT = Decimal("0.01")
 MAX_LINES = 500
 MAX_QUANTITY = 10_000
 # The largest amount the orders table holds (numeric(14,2)); any larger total could not be stored.
@@ -43,23 +44,28 @@ def _country(v: str) -> str:
     return v
 
 
+_MORE_DECIMALS = re.compile(r"-?[0-9]+\.[0-9]{3,}")
+_NOT_FINITE = frozenset({"nan", "snan", "inf", "infinity"})
+
+
 def _decimal_string(v: Any) -> Any:
-    # JSON numbers with a fraction arrive as floats and may already be off by a rounding error.
-    if isinstance(v, float | bool):
-        raise RuleError("decimal_string", 'must be a decimal string such as "19.90"')
-    return v
+    # Only the plain form: a JSON number (a float may already be off by a rounding error), "1e2",
+    # " 19.90 " or "19.999" would each be read as something the channel may not have meant.
+    if isinstance(v, str) and is_money_text(v):
+        return v
+    if isinstance(v, str) and _MORE_DECIMALS.fullmatch(v):
+        raise RuleError("max_two_decimals", "must have at most two decimal places")
+    if isinstance(v, str) and v.lower().lstrip("+-") in _NOT_FINITE:
+        raise RuleError("finite_number", "must be a finite amount")
+    raise RuleError("decimal_string", MONEY_RULE)
 
 
 def _money(v: Decimal) -> Decimal:
-    if not v.is_finite():
-        raise RuleError("finite", "must be a finite amount")
     if v < 0:
         raise RuleError("non_negative", "must be 0 or more")
     if v > MAX_AMOUNT:
         raise RuleError("max_amount", f"must be at most {MAX_AMOUNT}")
-    if v.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise RuleError("max_two_decimals", "must have at most two decimal places")
-    return v
+    return v.quantize(CENT)  # stored, echoed and published with exactly two decimals
 
 
 # The HTML standard's "valid email address" (what browsers accept in <input type=email>), plus a dot
@@ -93,7 +99,7 @@ Money = Annotated[Decimal, BeforeValidator(_decimal_string), AfterValidator(_mon
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
 
 
-class _Strict(BaseModel):
+class _Strict(RequestModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     @field_validator("*")
