@@ -3,6 +3,7 @@ events its consumer subscribes to."""
 
 from typing import get_args
 
+from oms_platform.channel_keys import ChannelKeys
 from oms_saga import MIGRATIONS as ENGINE
 from oms_saga.runner import SagaRunner
 from oms_saga.state import STATES
@@ -17,7 +18,7 @@ def test_the_orchestrator_applies_the_engine_migrations_and_does_not_copy_them()
     from orchestrator.settings import Settings
 
     runtime = OrchestratorRuntime(Settings(), SagaRunner(order_saga()))
-    assert runtime.lib_migrations == [("saga", ENGINE)]
+    assert runtime.lib_migrations == [("saga", ENGINE), ChannelKeys.migrations]
     assert runtime.migrations == ORCHESTRATOR
     assert sorted(ENGINE.glob("*.sql")), "the engine ships its tables"
     # One source of truth: the engine's SQL is not duplicated into the service.

@@ -247,14 +247,28 @@ def parse_json_body(model: type[BaseModel], raw: bytes) -> Any:
         raise RequestValidationError(errors) from None
 
 
+class BodyOpenAPI(dict):
+    """`openapi_extra` of a route whose body is read with parse_json_body; remembers the model, so
+    create_app adds its schema to the OpenAPI components (body_models)."""
+
+    model: type[BaseModel]
+
+
 def json_body_openapi(model: type[BaseModel], headers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """`openapi_extra` documenting a body read with parse_json_body (and required headers)."""
-    return {
+    extra = BodyOpenAPI({
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}},
         "parameters": [{"name": name, "in": "header", "required": True, "schema": schema}
                        for name, schema in (headers or {}).items()],
-    }
+    })
+    extra.model = model
+    return extra
+
+
+def body_models(routes: Any) -> list[type[BaseModel]]:
+    """The models of the routes documented with json_body_openapi."""
+    return [r.openapi_extra.model for r in routes if isinstance(getattr(r, "openapi_extra", None), BodyOpenAPI)]
 
 
 def add_openapi_models(app: FastAPI, *models: type[BaseModel]) -> None:

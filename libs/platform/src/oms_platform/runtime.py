@@ -17,7 +17,13 @@ from oms_contracts.topics import dlq
 from oms_platform import db, kafka, kafka_outages, telemetry
 from oms_platform.channel_keys import ChannelKeys
 from oms_platform.consumer import BatchProcessor, ConsumerSpec, subscribe
-from oms_platform.http import ORJSONResponse, PlatformMiddleware, install_error_handlers
+from oms_platform.http import (
+    ORJSONResponse,
+    PlatformMiddleware,
+    add_openapi_models,
+    body_models,
+    install_error_handlers,
+)
 from oms_platform.http_input import InputRulesMiddleware
 from oms_platform.outbox import Outbox, OutboxRelay
 from oms_platform.ratelimit import RateLimitMiddleware
@@ -203,6 +209,7 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
 
     for router in routers:  # first: the service's routes are matched before the ops endpoints
         app.include_router(router)
+    add_openapi_models(app, *(m for router in routers for m in body_models(router.routes)))
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

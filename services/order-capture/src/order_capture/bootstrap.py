@@ -5,11 +5,9 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
-from oms_platform.http import add_openapi_models
 from oms_platform.runtime import ServiceRuntime, create_app
 from order_capture import consumers, replacements
 from order_capture.api import build_router
-from order_capture.domain import OrderIn
 from order_capture.handlers import ApiKeys
 from order_capture.settings import Settings
 
@@ -26,5 +24,4 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     keys = ApiKeys(lambda: runtime.pool, runtime.outbox, settings.api_key_cache_seconds)
     app = create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture")
     app.state.channel_key_lookup = keys.channel_of  # operator endpoints answer 403 to a channel key
-    add_openapi_models(app, OrderIn)
     return app

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from oms_contracts import Envelope, new_envelope, orders
 from oms_contracts.fulfilment import ShipmentDeliveredV1, ShipmentsCreatedV1
@@ -17,6 +17,7 @@ from oms_contracts.tracking import CarrierScanRecordedV1, ScanStatus, ShipmentDe
 from oms_platform import links
 from oms_platform.channel_keys import Caller
 from oms_platform.errors import NotFound, Violation
+from oms_platform.fields import Timestamp
 from oms_platform.ids import uuid7
 from oms_platform.outbox import Outbox, UnitOfWork
 from tracking import domain
@@ -36,7 +37,7 @@ class CarrierEvent(BaseModel):
     event_id: str = Field(min_length=1, max_length=200)
     tracking_number: str = Field(min_length=1, max_length=64)
     status: ScanStatus
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp  # ISO 8601 with a timezone (README, Input rules), never an epoch
     location: str | None = Field(default=None, max_length=200)
     reason: str | None = Field(default=None, max_length=500)
 
