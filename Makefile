@@ -42,6 +42,10 @@ test: deps ## the whole test suite against real Kafka and PostgreSQL
 test-unit: deps ## the fast loop: unit tests and the repository's rules (no Kafka, no PostgreSQL)
 	@$(UV) run --frozen pytest -q tests/unit $(wildcard tests/deploy) tests/test_*.py
 
+fuzz: deps ## schemathesis against every service's OpenAPI, exhaustive (make test runs a short one): no 5xx
+	@OMS_FUZZ_EXAMPLES=$${OMS_FUZZ_EXAMPLES:-200} OMS_FUZZ_PHASES=$${OMS_FUZZ_PHASES:-examples,coverage,fuzzing} \
+	  OMS_FUZZ_SEED=$${OMS_FUZZ_SEED-} $(UV) run --frozen pytest -q tests/e2e/test_fuzz.py
+
 lint: deps ## ruff
 	@$(UV) run --frozen ruff check libs services tests bench tools
 
@@ -59,4 +63,4 @@ bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orde
 	@OMS_ZIPKIN=0 deploy/local/infra.sh dev start
 	@$(UV) run --frozen python -m bench
 
-.PHONY: help deps up down clean status topics tail test test-unit lint typecheck imports check bench
+.PHONY: help deps up down clean status topics tail test test-unit fuzz lint typecheck imports check bench

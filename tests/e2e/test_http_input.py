@@ -3,22 +3,15 @@ byte anywhere, a body that is not UTF-8 or not JSON, a repeated query parameter,
 ISO 8601, unknown fields, a channel key on an operator endpoint, and the 405's Allow header. Each is
 a 4xx in the contract's error shape naming the field and the rule, never a 500."""
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.system import ADMIN, System, poll_until
+from tests.support.polling import eventually
+from tests.support.system import ADMIN, System
 
 pytestmark = pytest.mark.infra
-
-
-@pytest.fixture(scope="module")
-async def system(infra, log_dir) -> AsyncIterator[System]:
-    system = await System.start(infra, log_dir)
-    yield system
-    await system.stop()
 
 
 def refused(resp: httpx.Response, status: int, field: str, rule: str | None = None) -> dict[str, Any]:
@@ -132,7 +125,7 @@ async def test_a_channel_key_on_an_operator_endpoint_is_a_403(system: System, se
         resp = await req(system, method, service, path, auth="channel")
         return resp if resp.status_code == 403 else None
 
-    resp = await poll_until(check, timeout=30, what=f"{service} to answer 403 to a channel key")
+    resp = await eventually(check, timeout=30, what=f"{service} to answer 403 to a channel key")
     assert resp.json()["error"]["code"] == "forbidden"
     unknown = await req(system, method, service, path, auth="none", headers={"Authorization": "Bearer nope"})
     assert unknown.status_code == 401

@@ -1,8 +1,13 @@
 """The platform's input rules (oms_platform.http_input) and rate limit buckets (oms_platform.ratelimit),
 as pure functions; tests/e2e/test_http_input.py checks them on the real services."""
 
-import pytest
+import logging
 
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from oms_platform.http import PlatformMiddleware, install_error_handlers
 from oms_platform.http_input import InputError, check_body, check_content_type, check_path, check_query
 from oms_platform.ratelimit import TokenBuckets
 
@@ -85,3 +90,22 @@ def test_token_buckets_forget_the_least_recent_keys() -> None:
         buckets.take(key)
     assert buckets.take(b"a") == 0  # forgotten: a full bucket again
     assert buckets.take(b"c") > 0
+
+
+async def test_an_unhandled_error_is_a_500_in_the_error_shape_logged_once(caplog) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(PlatformMiddleware, max_body_bytes=1024)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("bug")
+
+    # raise_app_exceptions: an exception raised on to the server would fail the request here.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+    with caplog.at_level(logging.ERROR):
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            resp = await client.get("/boom")
+    assert resp.status_code == 500
+    assert resp.json() == {"error": {"code": "internal", "message": "internal error", "fields": []}}
+    assert len([r for r in caplog.records if r.exc_info]) == 1

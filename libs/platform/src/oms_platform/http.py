@@ -212,8 +212,14 @@ class PlatformMiddleware:
             try:
                 await self.app(scope, limited_receive, tracked_send)
             except Exception:
-                if not refused:  # after a 413 the app only complains that the client went away
-                    raise
+                # After a 413 the app only complains that the client went away. Anything else is a
+                # bug: logged here once and answered 500, not raised on to the server (which would
+                # log it a second time).
+                if not refused:
+                    log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+                    if not started:
+                        status = 500
+                        await send_json(send, 500, error_body("internal", "internal error"))
             route_path = getattr(scope.get("route"), "path", "unmatched")
             if span.is_recording():
                 span.update_name(f"{scope['method']} {route_path}")
@@ -228,13 +234,18 @@ class PlatformMiddleware:
         metrics.HTTP_LATENCY.labels(scope["method"], route_path).observe(time.perf_counter() - t0)
 
     async def _too_large(self, send: Any) -> None:
-        body = orjson.dumps(error_body(
+        await send_json(send, 413, error_body(
             "payload_too_large", f"request body exceeds {self.max_body_bytes} bytes",
             [{"field": "body", "rule": "max_bytes", "message": f"at most {self.max_body_bytes} bytes"}],
         ))
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Any, status: int, content: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answers from a pure ASGI middleware (before or instead of the app)."""
+    body = orjson.dumps(content)
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def parse_json_body(model: type[BaseModel], raw: bytes) -> Any:

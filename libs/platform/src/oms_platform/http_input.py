@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from oms_platform.http import error_body
+from oms_platform.http import error_body, send_json
 
 # `\u0000` in a JSON text; the full parse below tells a real NUL from an escaped backslash before "u0000".
 _NUL_ESCAPE = b"\\u0000"
@@ -28,9 +28,9 @@ class InputError(Exception):
         super().__init__(message)
         self.status, self.code, self.field, self.rule, self.message = status, code, field, rule, message
 
-    def body(self) -> bytes:
+    def body(self) -> dict[str, Any]:
         fields = [{"field": self.field, "rule": self.rule, "message": self.message}]
-        return orjson.dumps(error_body(self.code, f"invalid request: {self.field}: {self.message}", fields))
+        return error_body(self.code, f"invalid request: {self.field}: {self.message}", fields)
 
 
 def invalid(field: str, rule: str, message: str) -> InputError:
@@ -149,10 +149,7 @@ class InputRulesMiddleware:
 
     @staticmethod
     async def _refuse(exc: InputError, send: Any) -> None:
-        body = exc.body()
-        await send({"type": "http.response.start", "status": exc.status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, exc.status, exc.body())
 
 
 def _replay(messages: list[dict], then: Any = None) -> Any:

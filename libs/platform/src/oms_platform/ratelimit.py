@@ -11,9 +11,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-import orjson
-
-from oms_platform.http import error_body
+from oms_platform.http import error_body, send_json
 
 
 class TokenBuckets:
@@ -67,11 +65,7 @@ class RateLimitMiddleware:
 
     async def _refuse(self, send: Any, wait: float) -> None:
         rate = self.buckets.rate
-        body = orjson.dumps(error_body(
+        await send_json(send, 429, error_body(
             "rate_limited", f"too many requests with this API key (at most {rate:g} a second); retry later",
             [{"field": "Authorization", "rule": "rate_limit", "message": f"at most {rate:g} requests a second"}],
-        ))
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(max(1, math.ceil(wait))).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        ), [(b"retry-after", str(max(1, math.ceil(wait))).encode())])
