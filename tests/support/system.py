@@ -76,7 +76,7 @@ GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
 
 # How long a starting service may take to answer /readyz (a machine shared with other heavy work may
 # need more: OMS_TEST_READY_SECONDS).
-READY_SECONDS = float(os.environ.get("OMS_TEST_READY_SECONDS", "90"))
+READY_SECONDS = float(os.environ.get("OMS_TEST_READY_SECONDS", "180"))
 
 # Statuses an order does not leave in the saga (a wait for another status can stop there).
 FINAL = frozenset({"rejected", "cancelled", "delivered"})
