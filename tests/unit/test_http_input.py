@@ -38,8 +38,14 @@ def test_a_body_that_is_not_utf8_names_the_body() -> None:
     assert (error.status, error.field, error.rule) == (422, "body", "utf8")
 
 
-def test_a_body_that_is_not_json_is_left_to_the_route() -> None:
-    check_body(b'{"name": \x00')  # the route's parser answers json_invalid naming the body
+def test_a_lone_surrogate_or_broken_json_with_escapes_names_the_body() -> None:
+    for body in (b'{"name": "a\\ud800"}', b'{"name": \x00', b'{"name": "\\u00'):
+        error = refusal(check_body, body)
+        assert (error.status, error.field, error.rule) == (422, "body", "json_invalid")
+
+
+def test_escapes_that_are_fine_pass() -> None:
+    check_body(b'{"name": "Jo\\u00e3o \\ud83d\\ude00"}')  # an escaped letter and an escaped pair
 
 
 @pytest.mark.parametrize("content_type", [b"application/json", b"application/json; charset=utf-8",

@@ -6,7 +6,8 @@ every service, old or new, gets them without a line of its own:
 - query parameters are percent-encoded UTF-8 and each is given at most once (a repeat would silently
   take one of the values);
 - a request with a body sends JSON (`application/json` or `application/<x>+json`, UTF-8): anything
-  else is a 415, and a body that is not UTF-8 is a 422 naming `body`.
+  else is a 415, and a body that is not UTF-8 (or holds a lone UTF-16 surrogate escape) is a 422
+  naming `body`.
 
 Each refusal is the contract's error body naming the field and the rule."""
 
@@ -18,8 +19,6 @@ import orjson
 
 from oms_platform.http import error_body, send_json
 
-# `\u0000` in a JSON text; the full parse below tells a real NUL from an escaped backslash before "u0000".
-_NUL_ESCAPE = b"\\u0000"
 _JSON_MEDIA = re.compile(r"^application/(?:[a-z0-9.+-]+\+)?json$")
 
 
@@ -96,11 +95,14 @@ def check_body(body: bytes) -> None:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise invalid("body", "utf8", f"the body must be UTF-8 (invalid byte at offset {exc.start})") from exc
-    if _NUL_ESCAPE in body or b"\x00" in body:
+    # Escapes are where a NUL (\u0000) or a lone surrogate (\ud800, which Python's json module
+    # takes and PostgreSQL cannot store) hide: such a body is parsed here, strictly (orjson refuses
+    # lone surrogates).
+    if b"\\u" in body or b"\x00" in body:
         try:
             parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return  # not JSON at all: the route's parser says so, naming the body
+        except orjson.JSONDecodeError as exc:
+            raise invalid("body", "json_invalid", f"the body is not valid JSON: {exc}") from exc
         field = _nul_field(parsed)
         if field is not None:
             raise nul(field)
