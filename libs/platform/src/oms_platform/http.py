@@ -5,7 +5,7 @@ authentication, and the `limit` query parameter of lists (their paging is oms_pl
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -240,7 +240,7 @@ class PlatformMiddleware:
         ))
 
 
-async def send_json(send: Any, status: int, content: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_json(send: Any, status: int, content: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """Answers from a pure ASGI middleware (before or instead of the app)."""
     body = orjson.dumps(content)
     await send({"type": "http.response.start", "status": status, "headers": [
