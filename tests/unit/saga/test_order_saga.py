@@ -1,5 +1,9 @@
 """The order saga, row by row of docs/order-saga.md: given replies, expect commands and statuses."""
 
+from decimal import Decimal
+
+import pytest
+
 from oms_contracts.topics import BILLING_REQUESTS, ORDERS_STATUS
 from orchestrator.domain import FULFILMENT, INVENTORY
 from tests.unit.saga.factory import (
@@ -86,6 +90,20 @@ def test_pending_payment_waits_then_is_confirmed():
     t.reply(reserved(t)).expect_status("awaiting_payment").expect_nothing_sent()
     t.expect_state("running", step="payment_gate")
     t.receive(payment_confirmed(t)).expect_status("confirmed").expect_sent("CreateShipments")
+
+
+@pytest.mark.parametrize("wrong", [{"amount": Decimal("47.29")}, {"currency": "USD"}], ids=["amount", "currency"])
+def test_a_payment_of_the_wrong_amount_or_currency_is_not_accepted_and_flags_the_saga(wrong):
+    """Issue 13: not taken as the order's payment; the saga keeps waiting on the gate, flagged for an
+    operator with the mismatch in the step's detail, and the right confirmation still goes on."""
+    t = saga_test(payment="pending")
+    t.reply(reserved(t)).expect_status("awaiting_payment")
+    t.receive(payment_confirmed(t).model_copy(update=wrong)).expect_nothing_sent().expect_status(None)
+    t.expect_state("running", step="payment_gate", stuck=True)
+    [detail] = [r.detail for r in t.last.steps.values() if r.detail and r.detail.startswith("stuck:")]
+    assert "47.30 EUR" in detail and "not accepted" in detail
+    t.receive(payment_confirmed(t)).expect_status("confirmed").expect_sent("CreateShipments")
+    t.expect_state("running", step="create_shipments", stuck=False)
 
 
 def test_payment_confirmed_before_the_gate_is_remembered():

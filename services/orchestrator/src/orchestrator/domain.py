@@ -93,6 +93,12 @@ class OrderData(BaseModel):
     shipments: list[ShipmentRef] = []
     dispatched: list[UUID] = []
     delivered: list[UUID] = []
+    total: Decimal | None = None  # the order's total (sagas started before it was kept: None)
+
+    def payment_due(self) -> Decimal:
+        """What a payment confirmation must cover: the order's total (the lines' sum for older sagas)."""
+        return self.total if self.total is not None else sum(
+            (li.unit_price * li.quantity for li in self.lines), Decimal(0))
 
     def shipment_amount(self, lines: list[inventory.StockLine]) -> Decimal:
         prices = {li.sku: li.unit_price for li in self.lines}
@@ -109,7 +115,7 @@ def initial_data(order: orders.OrderPlacedV1) -> OrderData:
     return OrderData(
         lines=[PricedLine(sku=li.sku, quantity=li.quantity, unit_price=li.unit_price) for li in order.lines],
         currency=order.currency, payment_status=order.payment.status, shipping_method=order.shipping_method,
-        shipping_address=order.shipping_address,
+        shipping_address=order.shipping_address, total=order.total,
     )
 
 
@@ -164,7 +170,13 @@ def payment_authorized(v: View) -> bool:
     return v.data.payment_status == "authorized"
 
 
-def on_payment_confirmed(_: View, e: billing.PaymentConfirmedV1) -> Outcome:
+def on_payment_confirmed(v: View, e: billing.PaymentConfirmedV1) -> Outcome:
+    due = v.data.payment_due()
+    if e.amount != due or e.currency != v.data.currency:
+        # Not this order's payment: flagged for an operator (who refunds or cancels), still waiting on
+        # the gate (the payment deadline is off while flagged); a matching confirmation goes on.
+        return stuck(f"PaymentConfirmed {e.amount} {e.currency} ({e.reference}) not accepted: "
+                     f"the order is {due} {v.data.currency}")
     return success(detail=f"PaymentConfirmed ({e.reference})")
 
 
