@@ -10,6 +10,10 @@
 # 8201), has its own pid/log/settings files (<name>.<k>.*; replica 0 keeps <name>.*) and its own
 # KAFKA_GROUP_INSTANCE_ID (<name>-<port>); all replicas of a service share its consumer groups and
 # database (its outbox relay leads in one of them). `up` with fewer replicas stops the extra ones.
+# With no OMS_ADMIN_TOKEN (or CARRIER_WEBHOOK_SECRET) given, a dev one is generated once and kept in
+# .local/dev/admin-token (carrier-webhook-secret), so operator calls and `make demo` work at once.
+# With no SMTP_HOST given, a local mail sink (aiosmtpd) takes the emails on 127.0.0.1:1025 and
+# prints them to .local/dev/logs/mail.log.
 # Overrides (tests): SERVICES_CONF, OMS_STATE_DIR, and OMS_SERVICES_INFRA=external with
 # KAFKA_BOOTSTRAP and PG_ADMIN_DSN given instead of the dev infrastructure's.
 set -euo pipefail
@@ -71,8 +75,28 @@ stop_service() {
   rm -f "$RUN/$name.pid" "$RUN/$name.env"
 }
 
+# A value given in the environment wins; else the one generated once into $STATE/<file>.
+dev_secret() {
+  local var=$1 file="$STATE/$2"
+  if [ -n "${!var:-}" ]; then return; fi
+  [ -s "$file" ] || ( umask 077; "$PY" -c 'import secrets; print("dev-" + secrets.token_urlsafe(24))' > "$file" )
+  export "$var=$(cat "$file")"
+  echo "[services] no $var given: using the dev one kept in ${file#"$ROOT"/}"
+}
+
+mail_sink() {  # only when no SMTP server was given (notification's default is 127.0.0.1:1025), not in tests
+  [ -z "${SMTP_HOST:-}" ] && [ "${OMS_SERVICES_INFRA:-}" != external ] || return 0
+  alive "$RUN/mail.pid" && return 0
+  echo "[services] no SMTP_HOST given: a local mail sink on 127.0.0.1:1025 prints every email to ${LOGS#"$ROOT"/}/mail.log"
+  nohup "$PY" -u -m aiosmtpd -n -l 127.0.0.1:1025 < /dev/null >> "$LOGS/mail.log" 2>&1 &
+  echo $! > "$RUN/mail.pid"
+}
+
 case "$CMD" in
   up)
+    dev_secret OMS_ADMIN_TOKEN admin-token
+    dev_secret CARRIER_WEBHOOK_SECRET carrier-webhook-secret
+    mail_sink
     pg_host_port=${PG_ADMIN_DSN#*@}; pg_host_port=${pg_host_port%%/*}
     wanted=$(instances)
     for inst in $(recorded); do  # replicas beyond the count asked for now
@@ -111,10 +135,12 @@ case "$CMD" in
       curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "$inst not ready after 60s; see $LOGS/$inst.log" >&2; exit 1; }
     done < <(instances) ;;
   down)
-    for inst in $(recorded); do stop_service "$inst"; done ;;
+    for inst in $(recorded); do stop_service "$inst"; done
+    stop_service mail ;;
   status)
     while read -r inst name module port db; do
       if alive "$RUN/$inst.pid"; then echo "$inst: running on :$port (pid $(cat "$RUN/$inst.pid"))"; else echo "$inst: stopped"; fi
-    done < <(instances) ;;
+    done < <(instances)
+    if alive "$RUN/mail.pid"; then echo "mail sink: running on :1025 (pid $(cat "$RUN/mail.pid"))"; fi ;;
   *) echo "unknown command $CMD" >&2; exit 2 ;;
 esac

@@ -77,6 +77,18 @@ def test_make_up_restarts_a_running_service_whose_token_changed(infra: Infra, tm
         assert _status(url, "second") == 201
         assert _status(url, "first") == 401
         assert "second" not in (tmp_path / "state" / "run" / "order-capture.env").read_text()
+
+        # No token given: a dev token is generated once, kept in the state folder, and used again.
+        out = up()
+        token_file = tmp_path / "state" / "admin-token"
+        assert "no OMS_ADMIN_TOKEN given: using the dev one kept in" in out and "restarting" in out
+        token = token_file.read_text().strip()
+        assert len(token) > 30 and token_file.stat().st_mode & 0o077 == 0
+        assert _status(url, token) == 201
+        pid = pid_file.read_text()
+        out = up()
+        assert "order-capture already running" in out and pid_file.read_text() == pid
+        assert token_file.read_text().strip() == token
     finally:
         subprocess.run([str(SERVICES_SH), "down"], env=base, capture_output=True, timeout=60)
     assert not pid_file.exists()
