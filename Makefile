@@ -36,6 +36,10 @@ tail: deps ## follow a topic's messages, pretty-printed: make tail TOPIC=oms.ord
 	@[ -n "$$KAFKA_BOOTSTRAP" ] || eval "$$(deploy/local/infra.sh dev env)"; \
 	  export KAFKA_BOOTSTRAP; .venv/bin/python deploy/local/tail.py "$(TOPIC)" $(if $(filter beginning,$(FROM)),--from-beginning) $(if $(MAX),--max-messages $(MAX))
 
+demo: deps ## one order's whole journey on the stack `make up` started (stock, order, dispatch, scans, return, refund)
+	@[ -n "$$KAFKA_BOOTSTRAP" ] || eval "$$(deploy/local/infra.sh dev env)"; \
+	  .venv/bin/python deploy/local/demo.py --kafka "$$KAFKA_BOOTSTRAP"
+
 test: deps ## the whole test suite against real Kafka and PostgreSQL
 	@$(UV) run --frozen pytest
 
@@ -63,4 +67,4 @@ bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orde
 	@OMS_ZIPKIN=0 deploy/local/infra.sh dev start
 	@$(UV) run --frozen python -m bench
 
-.PHONY: help deps up down clean status topics tail test test-unit fuzz lint typecheck imports check bench
+.PHONY: help deps up down clean status topics tail demo test test-unit fuzz lint typecheck imports check bench

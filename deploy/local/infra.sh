@@ -182,6 +182,8 @@ case "$CMD" in
       "$0" test stop >/dev/null 2>&1 || true; rm -rf "$STATE"
     fi
     mkdir -p "$RUN" "$LOGS"
+    # curl, jq and openssl: the README's walkthrough uses them (and tests/e2e/test_demo.py runs it)
+    for tool in curl jq openssl; do command -v "$tool" >/dev/null || apt_install "$tool"; done
     start_pg; start_kafka; start_zipkin ;;
   stop) mkdir -p "$RUN"; stop_zipkin; stop_kafka; stop_pg ;;
   status)

@@ -179,7 +179,11 @@ class ServiceRuntime:
             return f"error: {type(exc).__name__}"
 
 
-def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: str, version: str = "1.0.0") -> FastAPI:
+def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: str, version: str = "1.0.0",
+               description: str = "") -> FastAPI:
+    """The service's FastAPI app; `description` (Markdown: what the service is for and how to
+    authenticate) heads its interactive docs at /docs."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -191,7 +195,7 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
     # FastAPI's own telemetry is off: PlatformMiddleware makes the one server span per request (and
     # the metrics), so requests are not traced twice.
     app = FastAPI(
-        title=title, version=version, lifespan=lifespan, default_response_class=ORJSONResponse,
+        title=title, version=version, description=description, lifespan=lifespan, default_response_class=ORJSONResponse,
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime

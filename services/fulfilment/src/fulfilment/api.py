@@ -11,6 +11,19 @@ from oms_contracts.fulfilment import ShipmentStatus
 from oms_platform.http import Limit, operator_dependency
 from oms_platform.pagination import DEFAULT_LIMIT, Page
 
+# The head of the interactive docs (/docs): what the API is for and how to authenticate.
+API_DESCRIPTION = """\
+Shipments: one per location of an order's reservation, with carrier, tracking number and label; the warehouse picks,
+packs and dispatches them.
+
+**Authentication**
+
+- Every `/v1` endpoint: the **operator token**: `Authorization: Bearer <OMS_ADMIN_TOKEN>` (the token the service was
+  started with; `make up` keeps a dev one in `.local/dev/admin-token` when none is given).
+
+No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
+"""
+
 
 def build_router(service: Fulfilment, admin_token: str | None) -> APIRouter:
     router = APIRouter(prefix="/v1/shipments", tags=["shipments"],

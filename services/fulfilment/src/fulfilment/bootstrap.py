@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from fulfilment import consumers
 from fulfilment import repository as repo
-from fulfilment.api import build_router
+from fulfilment.api import API_DESCRIPTION, build_router
 from fulfilment.domain import DEFAULT_RULES, CarrierRule, parse_rules
 from fulfilment.handlers import Fulfilment
 from fulfilment.settings import Settings
@@ -49,4 +49,5 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         raise SystemExit(f"carrier rules name carriers without an adapter: {sorted(unknown)}")
     service = Fulfilment(rules, carriers, outbox=runtime.outbox, sender_name=settings.label_sender_name)
     runtime.consumers = [consumers.command_consumer(service), consumers.DELIVERIES]
-    return create_app(runtime, [build_router(service, settings.oms_admin_token)], title="OMS fulfilment")
+    return create_app(runtime, [build_router(service, settings.oms_admin_token)], title="OMS fulfilment",
+                      description=API_DESCRIPTION)

@@ -11,6 +11,19 @@ from oms_platform.http import Limit, ORJSONResponse, operator_dependency
 from oms_platform.outbox import Outbox
 from oms_platform.pagination import DEFAULT_LIMIT, Page
 
+# The head of the interactive docs (/docs): what the API is for and how to authenticate.
+API_DESCRIPTION = """\
+Locations, on-hand stock, SKU settings and reservations. The saga reserves and releases stock over Kafka; these
+endpoints are the operator's.
+
+**Authentication**
+
+- Every `/v1` endpoint: the **operator token**: `Authorization: Bearer <OMS_ADMIN_TOKEN>` (the token the service was
+  started with; `make up` keeps a dev one in `.local/dev/admin-token` when none is given).
+
+No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
+"""
+
 # SKUs may contain "/", so their path parameters take the rest of the path (`{sku:path}`).
 Sku = Annotated[str, Path(pattern=SKU_PATTERN)]
 LocationId = Annotated[str, Path(pattern=LOCATION_PATTERN)]

@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from inventory import consumers
-from inventory.api import build_router
+from inventory.api import API_DESCRIPTION, build_router
 from inventory.handlers.effects import EVENTS
 from inventory.settings import Settings
 from oms_platform.runtime import ServiceRuntime, create_app
@@ -21,4 +21,4 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     )
     router = build_router(settings.oms_admin_token, backorder_scan_limit=settings.backorder_scan_limit,
                           outbox=runtime.outbox)
-    return create_app(runtime, [router], title="OMS inventory")
+    return create_app(runtime, [router], title="OMS inventory", description=API_DESCRIPTION)

@@ -34,6 +34,10 @@ class _Strict(RequestModel):
 
 
 class LocationIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "Lisbon DC", "country": "PT"},
+    ]})
+
     name: Text
     country: Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_country)]
 
@@ -41,11 +45,17 @@ class LocationIn(_Strict):
 class SkuSettingsIn(_Strict):
     """PUT replaces the settings; an omitted field takes its default."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"allow_backorder": False, "low_stock_threshold": 5, "returnable": True},
+    ]})
+
     allow_backorder: Annotated[bool, Field(strict=True)] = False
     low_stock_threshold: Units = 0
     returnable: Annotated[bool, Field(strict=True)] = True
 
 
 class StockIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"on_hand": 10, "reason": "cycle count"}]})
+
     on_hand: Units
     reason: Text = "manual adjustment"

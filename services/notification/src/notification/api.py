@@ -14,9 +14,30 @@ from oms_platform.errors import RuleError
 from oms_platform.http import Limit
 from oms_platform.pagination import DEFAULT_LIMIT, Page
 
+# The head of the interactive docs (/docs): what the API is for and how to authenticate.
+API_DESCRIPTION = """\
+Customer emails (the delivery log) and signed webhooks for downstream systems.
+
+**Authentication**
+
+- `/v1/webhook-subscriptions`, `/v1/notifications`: the **operator token**: `Authorization: Bearer
+  <OMS_ADMIN_TOKEN>` (the token the service was started with; `make up` keeps a dev one in `.local/dev/admin-token`
+  when none is given).
+- `/v1/customers/{customer_id}/preferences`: a **channel API key**: `Authorization: Bearer oms_...`, issued by an
+  operator with order capture's `POST /v1/admin/api-keys` (shown once); it sees only its own channel's orders
+  (another channel's answer 404) (its channel's customers), or the **operator token**: `Authorization: Bearer
+  <OMS_ADMIN_TOKEN>` (the token the service was started with; `make up` keeps a dev one in `.local/dev/admin-token`
+  when none is given).
+
+No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
+"""
+
 
 class SubscriptionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"url": "https://billing.example/oms", "event_types": ["OrderStatusChanged"],
+         "secret": "a-long-random-secret", "description": "billing"},
+    ]})
 
     url: str = Field(min_length=1, max_length=2000)
     event_types: list[str] = Field(min_length=1, max_length=50)
@@ -42,7 +63,9 @@ class SubscriptionIn(BaseModel):
 
 
 class PreferencesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"non_essential_email": False, "locale": "pt-PT"},
+    ]})
 
     # false: only transactional emails (docs/notification.md lists which those are).
     non_essential_email: StrictBool

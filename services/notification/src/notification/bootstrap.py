@@ -7,7 +7,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from notification import consumers
-from notification.api import build_router
+from notification.api import API_DESCRIPTION, build_router
 from notification.emails import SmtpClient, Templates
 from notification.handlers import Notifications
 from notification.sender import Sender
@@ -54,7 +54,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     runtime.sender = Sender(settings, pool, templates, smtp, WebhookClient(settings.webhook_timeout_seconds))
     service = Notifications({"email": settings.email_max_attempts, "webhook": settings.webhook_max_attempts})
-    return create_app(runtime, [build_router(keys, service)], title="OMS notification")
+    return create_app(runtime, [build_router(keys, service)], title="OMS notification", description=API_DESCRIPTION)
 
 
 _SAMPLE = {"customer_name": "Ana", "tracking_url": "http://example/track",

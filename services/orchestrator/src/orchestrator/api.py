@@ -10,6 +10,18 @@ from oms_platform.pagination import DEFAULT_LIMIT, Page
 from orchestrator import handlers
 from orchestrator.domain import SAGA_TYPE
 
+# The head of the interactive docs (/docs): what the API is for and how to authenticate.
+API_DESCRIPTION = """\
+The order saga: each order's state, current step and every step with its times and outcome; stuck sagas.
+
+**Authentication**
+
+- Every `/v1` endpoint: the **operator token**: `Authorization: Bearer <OMS_ADMIN_TOKEN>` (the token the service was
+  started with; `make up` keeps a dev one in `.local/dev/admin-token` when none is given).
+
+No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
+"""
+
 SagaState = Literal["pending", "running", "compensating", "completed", "failed", "cancelled"]
 
 

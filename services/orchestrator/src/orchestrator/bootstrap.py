@@ -10,7 +10,7 @@ from oms_platform.runtime import ServiceRuntime, create_app
 from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
 from oms_saga.runner import DeadlineTicker, SagaRunner
 from orchestrator import consumers, returns
-from orchestrator.api import build_router
+from orchestrator.api import API_DESCRIPTION, build_router
 from orchestrator.domain import order_saga
 from orchestrator.settings import Settings
 
@@ -48,4 +48,5 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runner = SagaRunner(order_saga(settings.deadlines(), producer=settings.service_name))
     runtime = OrchestratorRuntime(settings, runner)
-    return create_app(runtime, [build_router(settings.oms_admin_token)], title="OMS orchestrator")
+    return create_app(runtime, [build_router(settings.oms_admin_token)], title="OMS orchestrator",
+                      description=API_DESCRIPTION)

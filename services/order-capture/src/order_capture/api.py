@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from oms_contracts.orders import OrderStatus
 from oms_platform.fields import RequestModel, Timestamp
@@ -27,6 +27,24 @@ from oms_platform.pagination import DEFAULT_LIMIT, Page, single_page
 from order_capture import handlers
 from order_capture.domain import CancelIn, OrderIn
 
+# The head of the interactive docs (/docs): what the API is for and how to authenticate.
+API_DESCRIPTION = """\
+Sales channels place, read and cancel orders; operators issue and revoke the channels' API keys.
+
+**Authentication**
+
+- `/v1/orders`: a **channel API key**: `Authorization: Bearer oms_...`, issued by an operator with order capture's
+  `POST /v1/admin/api-keys` (shown once); it sees only its own channel's orders (another channel's answer 404), or
+  the **operator token**: `Authorization: Bearer <OMS_ADMIN_TOKEN>` (the token the service was started with; `make
+  up` keeps a dev one in `.local/dev/admin-token` when none is given) (every channel).
+- `/v1/admin/*`: the **operator token**: `Authorization: Bearer <OMS_ADMIN_TOKEN>` (the token the service was
+  started with; `make up` keeps a dev one in `.local/dev/admin-token` when none is given).
+- `POST /v1/orders` also needs an `Idempotency-Key` header: the same key and body answer the first response again; a
+  new order needs a new key and a new `external_id`.
+
+No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
+"""
+
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 # Query strings reach PostgreSQL as text, which cannot hold NUL; no filter value has control characters.
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
@@ -39,6 +57,8 @@ class Caller:
 
 
 class ApiKeyIn(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"channel": "web"}]})
+
     channel: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 
 

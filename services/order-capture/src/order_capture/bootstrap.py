@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
 from oms_platform.runtime import ServiceRuntime, create_app
 from order_capture import consumers, replacements
-from order_capture.api import build_router
+from order_capture.api import API_DESCRIPTION, build_router
 from order_capture.handlers import ApiKeys
 from order_capture.settings import Settings
 
@@ -22,6 +22,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         channel_keys=False,  # it issues the keys: its own api_keys table is the source, not a copy
     )
     keys = ApiKeys(lambda: runtime.pool, runtime.outbox, settings.api_key_cache_seconds)
-    app = create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture")
+    app = create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture",
+                      description=API_DESCRIPTION)
     app.state.channel_key_lookup = keys.channel_of  # operator endpoints answer 403 to a channel key
     return app

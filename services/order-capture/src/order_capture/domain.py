@@ -140,6 +140,16 @@ class PaymentIn(_Strict):
 
 
 class OrderIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"channel": "web", "external_id": "WEB-1001", "currency": "EUR",
+         "customer": {"id": "c-42", "email": "ana@example.com", "name": "Ana Lima", "phone": "+351912345678"},
+         "shipping_address": {"name": "Ana Lima", "line1": "Rua Augusta 1", "line2": None, "city": "Lisboa",
+                              "postal_code": "1100-048", "country": "PT"},
+         "shipping_method": "standard",
+         "lines": [{"sku": "TSHIRT-RED-M", "quantity": 2, "unit_price": "19.90"}],
+         "payment": {"method": "card", "status": "authorized", "reference": "pay_123", "amount": "39.80"}},
+    ]})
+
     channel: Annotated[str, Field(min_length=1, max_length=32)]
     external_id: Annotated[str, Field(min_length=1, max_length=128)]
     currency: Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
@@ -151,6 +161,8 @@ class OrderIn(_Strict):
 
 
 class CancelIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "customer changed their mind"}]})
+
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 

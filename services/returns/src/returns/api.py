@@ -15,6 +15,26 @@ from returns.handlers import Returns
 from returns.saga import SAGA_TYPE
 from returns.views import saga_view
 
+# The head of the interactive docs (/docs): what the API is for and how to authenticate.
+API_DESCRIPTION = """\
+Return authorisations (RMAs): requests checked against the rules, return labels, receipt, restock and the refund or
+exchange.
+
+**Authentication**
+
+- `POST /v1/returns`, `GET /v1/returns`, `GET /v1/returns/{return_id}` (and its label, cancel): a **channel API
+  key**: `Authorization: Bearer oms_...`, issued by an operator with order capture's `POST /v1/admin/api-keys`
+  (shown once); it sees only its own channel's orders (another channel's answer 404) for its own orders, or the
+  **operator token**: `Authorization: Bearer <OMS_ADMIN_TOKEN>` (the token the service was started with; `make up`
+  keeps a dev one in `.local/dev/admin-token` when none is given).
+- `/v1/returns/{return_id}/receive` and `/saga`: the **operator token**: `Authorization: Bearer <OMS_ADMIN_TOKEN>`
+  (the token the service was started with; `make up` keeps a dev one in `.local/dev/admin-token` when none is
+  given).
+- `POST /v1/returns` also needs an `Idempotency-Key` header.
+
+No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
+"""
+
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 ReturnStatus = Literal["awaiting_receipt", "received", "refunded", "exchanged", "closed", "cancelled"]
 

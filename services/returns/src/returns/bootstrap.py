@@ -14,7 +14,7 @@ from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
 from oms_saga.runner import DeadlineTicker, SagaRunner
 from returns import consumers
 from returns import repository as repo
-from returns.api import build_router
+from returns.api import API_DESCRIPTION, build_router
 from returns.domain import ReturnIn
 from returns.handlers import Returns
 from returns.saga import return_saga
@@ -60,6 +60,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     runtime = ReturnsRuntime(settings, SagaRunner(saga))
     service = Returns(saga, build_carriers(settings, runtime), settings)
     router = build_router(service, runtime.keys)
-    app = create_app(runtime, [router], title="OMS returns")
+    app = create_app(runtime, [router], title="OMS returns", description=API_DESCRIPTION)
     add_openapi_models(app, ReturnIn)
     return app

@@ -29,6 +29,11 @@ class ReturnLineIn(_Strict):
 
 
 class ReturnIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"order_id": "01a241e9-9014-7305-89f2-b04eb9bad689", "resolution": "refund",
+         "lines": [{"sku": "TSHIRT-RED-M", "quantity": 1, "reason": "too_small"}]},
+    ]})
+
     order_id: Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{32,36}$")]
     resolution: Literal["refund", "exchange"]
     lines: Annotated[list[ReturnLineIn], Field(min_length=1, max_length=MAX_LINES)]
@@ -41,6 +46,10 @@ class ReceivedLineIn(_Strict):
 
 
 class ReceiveIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"lines": [{"sku": "TSHIRT-RED-M", "quantity": 1, "condition": "resellable"}]},
+    ]})
+
     lines: Annotated[list[ReceivedLineIn], Field(min_length=1, max_length=2 * MAX_LINES)]
     # Where the parcel was received (the resellable units go back into stock there); by default the
     # location that shipped the first returned SKU.
@@ -48,6 +57,8 @@ class ReceiveIn(_Strict):
 
 
 class CancelIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "customer kept the item"}]})
+
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "cancelled"
 
 

@@ -15,6 +15,25 @@ from oms_platform.http import ORJSONResponse, json_body_openapi, parse_json_body
 from tracking import stream
 from tracking.handlers import CarrierEvent, Tracking
 
+# The head of the interactive docs (/docs): what the API is for and how to authenticate.
+API_DESCRIPTION = """\
+Each order's timeline from every service's events and the carriers' scans; the customer's tracking page.
+
+**Authentication**
+
+- `/v1/orders/{order_id}/tracking` (and `/stream`): a **channel API key**: `Authorization: Bearer oms_...`, issued
+  by an operator with order capture's `POST /v1/admin/api-keys` (shown once); it sees only its own channel's orders
+  (another channel's answer 404), or the **operator token**: `Authorization: Bearer <OMS_ADMIN_TOKEN>` (the token
+  the service was started with; `make up` keeps a dev one in `.local/dev/admin-token` when none is given).
+- `POST /v1/carrier-events`: no bearer token; the carrier signs the raw body: `X-Carrier-Signature: sha256=<hex
+  HMAC-SHA256 of the body with CARRIER_WEBHOOK_SECRET>` (`make up` keeps a dev secret in
+  `.local/dev/carrier-webhook-secret`). A bad or missing signature answers 401.
+- `/track/{order_id}?token=...`: the customer's page, no account: the signed token of the `tracking_url` (also in
+  the emails).
+
+No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
+"""
+
 SIGNATURE_HEADER = "X-Carrier-Signature"
 
 

@@ -54,6 +54,6 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                          listener=listener, heartbeat=settings.stream_heartbeat_seconds),
         page.build_router(service, settings.tracking_link_secret, listener, settings.stream_heartbeat_seconds),
     ]
-    app = create_app(runtime, routers, title="OMS tracking")
+    app = create_app(runtime, routers, title="OMS tracking", description=api.API_DESCRIPTION)
     add_openapi_models(app, CarrierEvent)  # the webhook reads its raw body (to check the signature first)
     return app

@@ -31,7 +31,10 @@ class CarrierEvent(BaseModel):
     """The body of POST /v1/carrier-events. Fields a carrier adds beyond these are ignored (carriers
     extend their payloads without notice; refusing them would only make the carrier retry)."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, json_schema_extra={"examples": [
+        {"carrier": "oms-post", "event_id": "evt-1", "tracking_number": "OMS0000000019PT", "status": "delivered",
+         "occurred_at": "2026-12-04T10:00:00Z", "location": "Front door"},
+    ]})
 
     carrier: str = Field(min_length=1, max_length=64)
     event_id: str = Field(min_length=1, max_length=200)
