@@ -187,3 +187,29 @@ async def test_a_saga_stored_before_its_data_was_typed_goes_on(saga_pool: asyncp
         billed = await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = 'oms.billing.requests'")
     assert saga is not None and saga.status == "partially_shipped" and billed == 2
     assert saga.data == {**legacy, "dispatched": [str(first)], "total": None}  # total: added since
+
+
+async def test_a_failing_deadline_is_deferred_then_flagged_and_holds_up_no_other(saga_pool: asyncpg.Pool):
+    """Issue 13: sagas whose deadline decision keeps failing (here: data that no longer parses) were
+    retried at every tick, first as the most overdue, and as many as a tick takes starved the rest."""
+    now = datetime.now(UTC) - timedelta(seconds=5)
+    bad = [(await _started(saga_pool, now - timedelta(seconds=1)))[0] for _ in range(3)]
+    good, _ = await _started(saga_pool, now)
+    await saga_pool.execute("UPDATE saga_instances SET data = '{}' WHERE order_id = ANY($1::uuid[])", bad)
+    runner, outbox = SagaRunner(SAGA, max_deadline_failures=2, deadline_backoff=60), Outbox("orchestrator")
+    for _ in range(2):  # a tick takes three: the bad ones first, then (deferred) no longer
+        await runner.tick(outbox, saga_pool, limit=3)
+    rows = {r["order_id"]: r for r in await saga_pool.fetch(
+        "SELECT order_id, attempts, stuck, deadline_at, deadline_failures FROM saga_instances")}
+    assert rows[good]["attempts"] == 2  # its ReserveStock was resent
+    assert all(rows[b]["deadline_failures"] == 1 and not rows[b]["stuck"] for b in bad)
+    assert all(rows[b]["deadline_at"] > datetime.now(UTC) + timedelta(seconds=30) for b in bad)  # backoff
+    await saga_pool.execute("UPDATE saga_instances SET deadline_at = $2 WHERE order_id = ANY($1::uuid[])", bad, now)
+    await runner.tick(outbox, saga_pool, limit=3)  # the second failure in a row: flagged for an operator
+    async with saga_pool.acquire() as conn:
+        assert await store.stuck_count(conn, "order") == 3
+        assert await conn.fetchval("SELECT count(*) FROM saga_instances WHERE deadline_at IS NOT NULL "
+                                   "AND order_id = ANY($1::uuid[])", bad) == 0
+        notes = await conn.fetch("SELECT disposition, detail FROM saga_log WHERE event_type = 'deadline'")
+    assert sorted(n["disposition"] for n in notes) == ["deadline_failed"] * 3 + ["deadline_failed_stuck"] * 3
+    assert all("ValidationError" in n["detail"] for n in notes)

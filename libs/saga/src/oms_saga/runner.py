@@ -66,8 +66,12 @@ def utcnow() -> datetime:
 
 
 class SagaRunner:
-    def __init__(self, saga: Saga, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, saga: Saga, clock: Callable[[], datetime] = utcnow, *, max_deadline_failures: int = 5,
+                 deadline_backoff: float = 5.0):
         self.saga, self.clock = saga, clock
+        # A deadline decision that raises is tried again after deadline_backoff * 2^(failures - 1)
+        # seconds, and the saga is flagged stuck at the max_deadline_failures-th failure in a row.
+        self.max_deadline_failures, self.deadline_backoff = max_deadline_failures, deadline_backoff
 
     def consumer(self, name: str, topics: list[str], handlers: dict[str, Handler]) -> ConsumerSpec:
         """The consumer that runs this saga: its handlers call start or handle, on the batch's SagaBatch."""
@@ -110,16 +114,20 @@ class SagaRunner:
         async with outbox.transaction(pool) as uow:
             conn = uow.conn
             states = await store.due(conn, self.saga.name, now, limit)
-            writes = []
+            writes, failed = [], []
             for state in states:
                 try:
                     tr = engine.tick(self.saga, state, now)
-                except Exception:  # one saga's failing decision holds up no other
+                except Exception as exc:  # one saga's failing decision holds up no other
                     log.exception("deadline of saga %s (order %s) failed", state.saga_id, state.order_id)
+                    failed.append((state.saga_id, f"{type(exc).__name__}: {exc}"))
                     continue
                 writes.append(store.Write.of([tr], now))
                 done.append(tr)
             await store.save_many(conn, writes)
+            # Deferred (then flagged): else it stays the most overdue, first in every tick, for ever.
+            await store.deadline_failed(conn, failed, now, max_failures=self.max_deadline_failures,
+                                        backoff=self.deadline_backoff)
             for tr in done:
                 for topic, env in tr.messages:
                     uow.emit(topic, env)

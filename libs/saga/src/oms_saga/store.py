@@ -44,7 +44,7 @@ WITH instance AS (
         state = EXCLUDED.state, current_step = EXCLUDED.current_step, stuck = EXCLUDED.stuck,
         status = EXCLUDED.status, status_reason = EXCLUDED.status_reason, data = EXCLUDED.data,
         control = EXCLUDED.control, deadline_at = EXCLUDED.deadline_at, attempts = EXCLUDED.attempts,
-        updated_at = EXCLUDED.updated_at
+        updated_at = EXCLUDED.updated_at, deadline_failures = 0
 ), steps AS (
     INSERT INTO saga_steps (saga_id, seq, step, kind, started_at, finished_at, attempts, outcome, detail)
     SELECT u.saga_id, u.seq, u.step, u.kind, u.started_at, u.finished_at, u.attempts, u.outcome, u.detail
@@ -60,6 +60,25 @@ WITH instance AS (
          causation_id uuid, disposition text, detail text)
 )
 SELECT 1
+"""
+
+
+# Sagas whose deadline decision raised: due again after a backoff doubling per failure in a row, and
+# flagged stuck (deadline off) at the max_failures-th; a note each. One statement for all of a tick's.
+_DEADLINE_FAILED = """
+WITH failed AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS f(saga_id, error)),
+updated AS (
+    UPDATE saga_instances s SET deadline_failures = s.deadline_failures + 1,
+        stuck = s.stuck OR s.deadline_failures + 1 >= $4::int,
+        deadline_at = CASE WHEN s.deadline_failures + 1 >= $4 THEN NULL
+                           ELSE $3::timestamptz + make_interval(secs => $5::float8 * 2 ^ s.deadline_failures) END
+    FROM failed f WHERE s.saga_id = f.saga_id
+    RETURNING s.saga_id, s.stuck
+)
+INSERT INTO saga_log (saga_id, at, event_type, disposition, detail)
+SELECT u.saga_id, $3::timestamptz, 'deadline',
+       CASE WHEN u.stuck THEN 'deadline_failed_stuck' ELSE 'deadline_failed' END, f.error
+FROM updated u JOIN failed f USING (saga_id)
 """
 
 
@@ -149,6 +168,14 @@ async def save_many(conn: asyncpg.Connection, writes: Iterable[Write]) -> None:
     } for w in writes for at, n in w.notes]
     # Datetimes go as ISO 8601 with their offset; timestamptz in jsonb_to_recordset reads them back.
     await conn.execute(_SAVE, json_text(sagas), json_text(steps), json_text(notes))
+
+
+async def deadline_failed(conn: asyncpg.Connection, failed: list[tuple[UUID, str]], now: datetime, *,
+                          max_failures: int, backoff: float) -> None:
+    """Records failed deadline decisions (saga id, error): retried later, then flagged stuck."""
+    if failed:
+        await conn.execute(_DEADLINE_FAILED, [f[0] for f in failed], [f[1][:2000] for f in failed], now,
+                           max_failures, backoff)
 
 
 async def stuck_count(conn: asyncpg.Connection, saga_type: str) -> int:
