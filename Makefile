@@ -40,6 +40,10 @@ demo: deps ## one order's whole journey on the stack `make up` started (stock, o
 	@[ -n "$$KAFKA_BOOTSTRAP" ] || eval "$$(deploy/local/infra.sh dev env)"; \
 	  .venv/bin/python deploy/local/demo.py --kafka "$$KAFKA_BOOTSTRAP"
 
+dlq: deps ## dead letters: make dlq ARGS="list|show|replay TOPIC [ID...|--all] [--consumer GROUP]"
+	@[ -n "$$KAFKA_BOOTSTRAP" ] || eval "$$(deploy/local/infra.sh dev env)"; \
+	  export KAFKA_BOOTSTRAP; .venv/bin/python -m oms_platform.dlq $(ARGS)
+
 test: deps ## the whole test suite against real Kafka and PostgreSQL
 	@$(UV) run --frozen pytest
 
@@ -67,4 +71,4 @@ bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orde
 	@OMS_ZIPKIN=0 deploy/local/infra.sh dev start
 	@$(UV) run --frozen python -m bench
 
-.PHONY: help deps up down clean status topics tail demo test test-unit fuzz lint typecheck imports check bench
+.PHONY: help deps up down clean status topics tail demo dlq test test-unit fuzz lint typecheck imports check bench

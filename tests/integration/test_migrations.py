@@ -11,7 +11,8 @@ from oms_platform import db
 
 pytestmark = pytest.mark.infra
 
-PLATFORM = ["platform/0001_outbox_inbox.sql", "platform/0002_outbox_parked.sql"]
+PLATFORM = ["platform/0001_outbox_inbox.sql", "platform/0002_outbox_parked.sql",
+            "platform/0003_inbox_dead_lettered.sql"]
 
 
 def _write(folder: Path, scripts: dict[str, str]) -> Path:

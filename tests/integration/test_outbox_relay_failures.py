@@ -117,3 +117,28 @@ async def test_topics_are_created_with_the_partitions_and_min_insync_replicas(in
         await admin.close()
     with pytest.raises(RuntimeError, match="needs 2 brokers"):
         await ensure_topics(infra.kafka_bootstrap, [f"{name}.b"], replication_factor=2)
+
+
+async def test_the_unsent_gauges_follow_the_backlog(
+    pool: asyncpg.Pool, topic: str, reader: TopicReader, relays: Relays, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oms_outbox_unsent counts the backlog (a read that fills batch_size counts it all) and
+    oms_outbox_oldest_unsent_age_seconds is the oldest unsent row's age; both go to 0 once published."""
+    seen: dict[str, list[float]] = {"unsent": [], "age": []}
+    for name, gauge in (("unsent", metrics.OUTBOX_LAG), ("age", metrics.OUTBOX_OLDEST_AGE)):
+        def record(value: float, _set=gauge.set, _seen=seen[name]) -> None:
+            _seen.append(value)
+            _set(value)
+        monkeypatch.setattr(gauge, "set", record)
+    async with pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, [_message(topic, "a", seq) for seq in range(3)])
+    await pool.execute("UPDATE outbox SET created_at = now() - interval '30 seconds'")
+    await relays.start("gauges", batch_size=2)
+    await reader.wait_for(lambda rs: len(rs) == 3)
+
+    async def drained() -> bool:
+        return metrics.OUTBOX_LAG._value.get() == 0 and metrics.OUTBOX_OLDEST_AGE._value.get() == 0
+
+    await eventually(drained, timeout=10, what="the gauges to fall to 0")
+    assert seen["unsent"][0] == 3  # the first read was full: the backlog was counted
+    assert 30 <= seen["age"][0] < 60

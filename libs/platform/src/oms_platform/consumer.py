@@ -9,9 +9,10 @@ the database must be idempotent anyway, as every retry may repeat it.) A handler
 the batch state's load or flush, which may be one message's doing) is redone with
 each message in its own savepoint and retried (with backoff) up to max_attempts; then the message goes
 to `<topic>.dlq` (through the outbox, in the same transaction) with the error and its original
-headers, and the batch moves on. The offsets are committed after the transaction
-commits. A database or connection failure aborts the whole batch, which is then redelivered; the
-inbox makes the redelivery harmless.
+headers, and the batch moves on; its inbox claim stays, marked dead-lettered, so that a replay of it
+(`python -m oms_platform.dlq`) is applied once by this group and skipped by the others. The offsets
+are committed after the transaction commits. A database or connection failure aborts the whole batch,
+which is then redelivered; the inbox makes the redelivery harmless.
 """
 
 import asyncio
@@ -119,9 +120,11 @@ class BatchProcessor:
                 parsed.append((rec, Envelope.model_validate_json(rec.value), None))
             except (ValidationError, ValueError, TypeError) as exc:
                 parsed.append((rec, None, f"invalid envelope: {exc}"))
+        # A replayed dead letter is claimed by its own statement first (inbox.claim_replays); replays are rare.
+        replaying = any(inbox.replay_for(rec.headers) is not None for rec, _, _ in parsed)
         try:
             try:
-                await self._run(parsed, isolate=False, claim_first=False)
+                await self._run(parsed, isolate=False, claim_first=replaying)
             except _AlreadyClaimed:
                 metrics.CONSUMER_RECLAIMED.labels(self.spec.name).inc()
                 await self._run(parsed, isolate=False, claim_first=True)
@@ -138,30 +141,43 @@ class BatchProcessor:
         """One transaction for the batch. claim_first: the inbox claim is its first statement (only the
         new events are applied); otherwise every event is applied and claimed with the outgoing
         messages at the end, and _AlreadyClaimed rolls it all back if one was not new."""
-        wanted = [env.event_id for _, env, _ in parsed if env and env.event_type in self.spec.handlers]
+        handled = [(rec, env) for rec, env, _ in parsed if env and env.event_type in self.spec.handlers]
+        wanted = [env.event_id for rec, env in handled if inbox.replay_for(rec.headers) is None]
+        replayed = [env.event_id for rec, env in handled if inbox.replay_for(rec.headers) == self.group_id]
         outgoing: list[OutgoingMessage] = []
         outcomes: list[str] = []
+        dead: list[tuple[ConsumerRecord, UUID | None]] = []  # dead-lettered here, with the event id if parsed
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 fresh = await inbox.claim(conn, self.group_id, wanted) if claim_first else set(wanted)
+                fresh_replays = await inbox.claim_replays(conn, self.group_id, replayed) if replayed else set()
                 todo: list[tuple[Message, Handler]] = []
                 for rec, env, error in parsed:
+                    replay_for = inbox.replay_for(rec.headers)
+                    if replay_for is not None and replay_for != self.group_id:
+                        outcomes.append("skipped")  # another group's dead letter: this one applied it
+                        continue
                     if env is None:
                         outgoing.append(self._dead_letter(rec, error or "invalid envelope"))
+                        dead.append((rec, None))
+                        outcomes.append("dead_lettered")
                         continue
                     handler = self.spec.handlers.get(env.event_type)
                     if handler is None:
                         outcomes.append("skipped")
                         continue
-                    if env.event_id not in fresh:
+                    new = fresh if replay_for is None else fresh_replays
+                    if env.event_id not in new:
                         outcomes.append("duplicate")
                         continue
-                    fresh.discard(env.event_id)  # the same event twice in one batch: apply once
+                    new.discard(env.event_id)  # the same event twice in one batch: apply once
                     try:
                         payload = parse_payload(env.event_type, env.event_version, env.payload)
                     except (ValidationError, LookupError) as exc:
                         # A payload that does not parse will not parse on a retry either.
                         outgoing.append(self._dead_letter(rec, f"invalid payload: {exc}"))
+                        dead.append((rec, env.event_id))
+                        outcomes.append("dead_lettered")
                         continue
                     todo.append((Message(env, payload, rec), handler))
                 if isolate and todo:
@@ -170,7 +186,10 @@ class BatchProcessor:
                     await self._lock_all(conn, [msg.envelope for msg, _ in todo])
                     for msg, handler in todo:
                         first = 2 if msg.envelope.event_id in attempted else 1
-                        outcomes.append(await self._apply_isolated(conn, msg, handler, outgoing, first))
+                        outcome = await self._apply_isolated(conn, msg, handler, outgoing, first)
+                        if outcome == "dead_lettered":
+                            dead.append((msg.record, msg.envelope.event_id))
+                        outcomes.append(outcome)
                 elif todo:
                     state = await self._batch_level(self._load(conn, [msg.envelope for msg, _ in todo]))
                     for msg, handler in todo:
@@ -191,9 +210,13 @@ class BatchProcessor:
                     written = self.outbox.sql(outgoing, 3)
                     if not await inbox.claim_with_messages(conn, self.group_id, wanted, written):
                         raise _AlreadyClaimed()
+                if dead:
+                    await inbox.mark_dead_lettered(conn, self.group_id, [eid for _, eid in dead if eid is not None])
             written.committed()
         for outcome in outcomes:
             metrics.CONSUMED.labels(self.spec.name, outcome).inc()
+        for rec, _ in dead:
+            metrics.DLQ_MESSAGES.labels(rec.topic.removeprefix(self.topic_prefix), self.spec.name).inc()
 
     @staticmethod
     async def _batch_level(call: Awaitable[Any]) -> Any:
@@ -264,7 +287,6 @@ class BatchProcessor:
         return "dead_lettered"
 
     def _dead_letter(self, rec: ConsumerRecord, error: str) -> OutgoingMessage:
-        metrics.CONSUMED.labels(self.spec.name, "dead_lettered").inc()
         log.warning("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, error)
         headers = [(k, v.decode("utf-8", "replace")) for k, v in (rec.headers or []) if v is not None]
         headers += [

@@ -4,7 +4,11 @@ redelivered event finds its id taken and has no second effect.
 Two ways to claim: before applying (`claim`: the handlers then run only for the new ids), or with the
 batch's last statement (`claim_with_messages`, which also writes its outgoing messages): one round
 trip less per batch, and when any id turns out to be taken already the caller rolls back and applies
-the batch again claiming first (a redelivery is the rare case, so the common one pays nothing)."""
+the batch again claiming first (a redelivery is the rare case, so the common one pays nothing).
+
+A dead-lettered event keeps its claim (a redelivery is still a duplicate) but is marked
+(`mark_dead_lettered`); a replay of it for this consumer group (REPLAY_HEADER) is claimed by
+`claim_replays`, which takes only marked ids and clears the mark: applied once, a second replay dropped."""
 
 from collections.abc import Iterable
 from uuid import UUID
@@ -12,6 +16,10 @@ from uuid import UUID
 import asyncpg
 
 from oms_platform import outbox
+
+# Header of a dead letter re-driven to its source topic: the consumer group that failed it, the only
+# one that applies it (the others applied the original already).
+REPLAY_HEADER = "dlq.replay_for"
 
 _CLAIM = """
 INSERT INTO inbox (consumer, event_id)
@@ -27,6 +35,42 @@ async def claim(conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUI
     if not ids:
         return set()
     return {r["event_id"] for r in await conn.fetch(_CLAIM, consumer, ids)}
+
+
+def replay_for(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:
+    """The consumer group a replayed dead letter is for (None: a message that is not a replay)."""
+    for key, value in headers or ():
+        if key == REPLAY_HEADER and value is not None:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+_CLAIM_REPLAYS = """
+INSERT INTO inbox (consumer, event_id)
+SELECT $1, unnest($2::uuid[])
+ON CONFLICT (consumer, event_id) DO UPDATE SET dead_lettered = false, processed_at = now()
+    WHERE inbox.dead_lettered
+RETURNING event_id
+"""
+
+
+async def claim_replays(conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUID]) -> set[UUID]:
+    """Claims replayed dead letters: the ids this consumer dead-lettered (and those whose inbox row was
+    pruned since) are returned and now count as applied; ids applied before, or replayed already, are
+    not."""
+    ids = list(dict.fromkeys(event_ids))
+    if not ids:
+        return set()
+    return {r["event_id"] for r in await conn.fetch(_CLAIM_REPLAYS, consumer, ids)}
+
+
+async def mark_dead_lettered(conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUID]) -> None:
+    """Marks claimed ids as dead-lettered (in the transaction that claims them and writes the dead
+    letters), so that a replay of them is applied."""
+    ids = list(dict.fromkeys(event_ids))
+    if ids:
+        await conn.execute("UPDATE inbox SET dead_lettered = true WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+                           consumer, ids)
 
 
 async def claim_with_messages(

@@ -13,7 +13,13 @@ OUTBOX_PUBLISHED = Counter("oms_outbox_published_total", "Messages published by 
 OUTBOX_PARKED = Counter(
     "oms_outbox_parked_total", "Outbox rows Kafka refused for good, parked (not retried) so later rows flow", ["topic"]
 )
-OUTBOX_LAG = Gauge("oms_outbox_unsent", "Unsent outbox rows seen by the relay's last read")
+OUTBOX_LAG = Gauge("oms_outbox_unsent", "Outbox rows not yet published (read by the relay's leader)")
+OUTBOX_OLDEST_AGE = Gauge(
+    "oms_outbox_oldest_unsent_age_seconds", "Age of the oldest outbox row not yet published (0 when none)"
+)
+DLQ_MESSAGES = Counter(
+    "oms_dlq_messages_total", "Messages dead-lettered, by source topic and consumer", ["topic", "consumer"]
+)
 CONSUMED = Counter("oms_consumer_messages_total", "Messages consumed", ["consumer", "outcome"])
 CONSUMER_RECLAIMED = Counter(
     "oms_consumer_batches_reclaimed_total",

@@ -210,6 +210,7 @@ class OutboxRelay:
         self.is_leader = False
         self._failing_since: float | None = None
         self._backoff = 0.1
+        self._counted_at = float("-inf")  # when the backlog was last counted (see _gauges)
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -283,7 +284,8 @@ class OutboxRelay:
             await conn.add_listener(NOTIFY_CHANNEL, self.wake)
             # Rows published but not yet marked are skipped (they are few: marks wait mark_interval at most).
             fetch = await conn.prepare(
-                "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL "
+                "SELECT id, topic, key, value, headers, extract(epoch FROM clock_timestamp() - created_at)::float8 "
+                "AS age FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL "
                 "AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
             )
             mark = await conn.prepare("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])")
@@ -299,7 +301,7 @@ class OutboxRelay:
                 self._wake.clear()
                 rows = await fetch.fetch(self.batch_size, unmarked)
                 self._healthy()
-                metrics.OUTBOX_LAG.set(len(rows))
+                await self._gauges(conn, rows)
                 if rows:
                     parked = await self._publish(rows)
                     if parked:
@@ -329,6 +331,20 @@ class OutboxRelay:
         finally:
             self.is_leader = False
             await conn.close()
+
+    async def _gauges(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+        """oms_outbox_unsent and oms_outbox_oldest_unsent_age_seconds from the read just made: a read
+        short of batch_size is the whole backlog (the rows it skips are published already); only a full
+        one needs a count, made at most every few seconds (a backlog is when counting costs most)."""
+        metrics.OUTBOX_OLDEST_AGE.set(max(0.0, rows[0]["age"]) if rows else 0.0)
+        if len(rows) < self.batch_size:
+            metrics.OUTBOX_LAG.set(len(rows))
+            return
+        now = asyncio.get_running_loop().time()
+        if now >= self._counted_at + 5.0:
+            self._counted_at = now
+            metrics.OUTBOX_LAG.set(await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"))
 
     async def _publish(self, rows: list[asyncpg.Record]) -> dict[int, str]:
         """Publishes the rows, queueing every message first and then waiting for all acknowledgements
@@ -373,8 +389,8 @@ class OutboxRelay:
 async def prune_inbox(conn: asyncpg.Connection, retention_seconds: int, *, chunk: int = 10_000) -> int:
     """Deletes inbox rows older than the retention, a chunk at a time (short locks). A redelivery comes
     within seconds of the original (offsets are committed every CONSUMER_COMMIT_INTERVAL_MS), so the
-    default week is far beyond any redelivery; an older event replayed on purpose (`dlq replay`) gets a
-    new event id anyway."""
+    default week is far beyond any redelivery; a dead letter replayed after its row was pruned is
+    applied (inbox.claim_replays), as one replayed within the week is."""
     total = 0
     while True:
         status = await conn.execute(
