@@ -5,14 +5,14 @@ For each batch: parse every envelope, apply each event with its handler, and cla
 inbox with the batch's outgoing messages in its last statement; if an id was claimed before (a
 redelivery), the batch is rolled back and applied again claiming first, so only new events apply.
 (Handlers therefore may run for a redelivered event whose effects are then rolled back: a call outside
-the database must be idempotent anyway, as every retry may repeat it.) A handler error (or an error of
-the batch state's load or flush, which may be one message's doing) is redone with
-each message in its own savepoint and retried (with backoff) up to max_attempts; then the message goes
-to `<topic>.dlq` (through the outbox, in the same transaction) with the error and its original
-headers, and the batch moves on; its inbox claim stays, marked dead-lettered, so that a replay of it
-(`python -m oms_platform.dlq`) is applied once by this group and skipped by the others. The offsets
-are committed after the transaction commits. A database or connection failure aborts the whole batch,
-which is then redelivered; the inbox makes the redelivery harmless.
+the database must be idempotent anyway, as every retry may repeat it.) A handler error (or one of the
+batch state's load or flush, which may be one message's doing) is redone with each message in its own
+savepoint and retried (with backoff) up to max_attempts; then the message goes to `<topic>.dlq`
+(through the outbox, in the same transaction) with the error and its original headers, and the batch
+moves on; its inbox claim stays, marked dead-lettered, so a replay of it (oms_platform.dlq) is applied
+once by this group and skipped by the others. The offsets are committed after the transaction
+commits. A database or connection failure aborts the whole batch, which is then redelivered; the
+inbox makes the redelivery harmless.
 """
 
 import asyncio
@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -30,9 +30,9 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from pydantic import BaseModel, ValidationError
 
 from oms_contracts import Envelope, parse_payload
-from oms_contracts.topics import dlq
 from oms_platform import inbox, metrics, telemetry
 from oms_platform.assignor import CoPartitionedStickyAssignor
+from oms_platform.dlq import dead_letter
 from oms_platform.outbox import Outbox, OutgoingMessage, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class BatchProcessor:
         self.pool = pool
         self.outbox = outbox  # the service's: producer name, and the relay woken after a commit
         self.group_id = group_id
+        self._dead_letter = partial(dead_letter, consumer=group_id, topic_prefix=topic_prefix)
         self.max_attempts = max_attempts
         self.backoff = backoff
         self._tracer = telemetry.tracer("oms.consumer")
@@ -120,8 +121,7 @@ class BatchProcessor:
                 parsed.append((rec, Envelope.model_validate_json(rec.value), None))
             except (ValidationError, ValueError, TypeError) as exc:
                 parsed.append((rec, None, f"invalid envelope: {exc}"))
-        # A replayed dead letter is claimed by its own statement first (inbox.claim_replays); replays are rare.
-        replaying = any(inbox.replay_for(rec.headers) is not None for rec, _, _ in parsed)
+        replaying = any(inbox.replay_for(rec.headers) is not None for rec, _, _ in parsed)  # rare: claimed first
         try:
             try:
                 await self._run(parsed, isolate=False, claim_first=replaying)
@@ -149,12 +149,10 @@ class BatchProcessor:
         dead: list[tuple[ConsumerRecord, UUID | None]] = []  # dead-lettered here, with the event id if parsed
         async with self.pool.acquire() as conn:
             async with conn.transaction():
-                fresh = await inbox.claim(conn, self.group_id, wanted) if claim_first else set(wanted)
-                fresh_replays = await inbox.claim_replays(conn, self.group_id, replayed) if replayed else set()
+                fresh = await inbox.claim(conn, self.group_id, wanted, replayed) if claim_first else set(wanted)
                 todo: list[tuple[Message, Handler]] = []
                 for rec, env, error in parsed:
-                    replay_for = inbox.replay_for(rec.headers)
-                    if replay_for is not None and replay_for != self.group_id:
+                    if inbox.replay_for(rec.headers) not in (None, self.group_id):
                         outcomes.append("skipped")  # another group's dead letter: this one applied it
                         continue
                     if env is None:
@@ -166,11 +164,10 @@ class BatchProcessor:
                     if handler is None:
                         outcomes.append("skipped")
                         continue
-                    new = fresh if replay_for is None else fresh_replays
-                    if env.event_id not in new:
+                    if env.event_id not in fresh:
                         outcomes.append("duplicate")
                         continue
-                    new.discard(env.event_id)  # the same event twice in one batch: apply once
+                    fresh.discard(env.event_id)  # the same event twice in one batch: apply once
                     try:
                         payload = parse_payload(env.event_type, env.event_version, env.payload)
                     except (ValidationError, LookupError) as exc:
@@ -210,8 +207,7 @@ class BatchProcessor:
                     written = self.outbox.sql(outgoing, 3)
                     if not await inbox.claim_with_messages(conn, self.group_id, wanted, written):
                         raise _AlreadyClaimed()
-                if dead:
-                    await inbox.mark_dead_lettered(conn, self.group_id, [eid for _, eid in dead if eid is not None])
+                await inbox.mark_dead_lettered(conn, self.group_id, [eid for _, eid in dead if eid is not None])
             written.committed()
         for outcome in outcomes:
             metrics.CONSUMED.labels(self.spec.name, outcome).inc()
@@ -285,21 +281,6 @@ class BatchProcessor:
                     return "dead_lettered"
         outgoing.append(self._dead_letter(msg.record, "failed on every attempt"))  # max_attempts == 1
         return "dead_lettered"
-
-    def _dead_letter(self, rec: ConsumerRecord, error: str) -> OutgoingMessage:
-        log.warning("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, error)
-        headers = [(k, v.decode("utf-8", "replace")) for k, v in (rec.headers or []) if v is not None]
-        headers += [
-            ("dlq.error", error[:2000]),
-            ("dlq.original_topic", rec.topic),
-            ("dlq.original_partition", str(rec.partition)),
-            ("dlq.original_offset", str(rec.offset)),
-            ("dlq.consumer", self.group_id),
-            ("dlq.failed_at", datetime.now(UTC).isoformat()),
-        ]
-        key = rec.key.decode("utf-8", "replace") if rec.key else ""
-        value = rec.value if isinstance(rec.value, bytes) else bytes(rec.value or b"")
-        return OutgoingMessage(dlq(rec.topic.removeprefix(self.topic_prefix)), key, value, headers)
 
 
 class _AlreadyClaimed(Exception):

@@ -1,5 +1,6 @@
-"""Dead letters for an operator: list a topic's dead letters, show one, and re-drive them to their source
-topic, where the consumer group that failed them applies them once (`make dlq ARGS="..."`).
+"""Dead letters: how a consumer group writes one (`dead_letter`); for an operator, list a topic's dead
+letters, show one, and re-drive them to their source topic, where the consumer group that failed them
+applies them once (`make dlq ARGS="..."`).
 
     python -m oms_platform.dlq [--bootstrap HOST:PORT] [--prefix P] list TOPIC [--consumer GROUP]
     python -m oms_platform.dlq ... show TOPIC ID
@@ -18,14 +19,37 @@ $KAFKA_BOOTSTRAP, else 127.0.0.1:9092 (`make up`'s).
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from oms_contracts.topics import dlq as dlq_topic
 from oms_platform.inbox import REPLAY_HEADER
+from oms_platform.outbox import OutgoingMessage
+
+log = logging.getLogger(__name__)
+
+
+def dead_letter(rec: ConsumerRecord, error: str, *, consumer: str, topic_prefix: str = "") -> OutgoingMessage:
+    """The dead letter of a record the consumer group failed: the original key, value and headers, and
+    `dlq.*` headers saying why, where from and who failed it, for `<topic>.dlq` (with the prefix)."""
+    log.warning("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, error)
+    headers = [(k, v.decode("utf-8", "replace")) for k, v in (rec.headers or []) if v is not None]
+    headers += [
+        ("dlq.error", error[:2000]),
+        ("dlq.original_topic", rec.topic),
+        ("dlq.original_partition", str(rec.partition)),
+        ("dlq.original_offset", str(rec.offset)),
+        ("dlq.consumer", consumer),
+        ("dlq.failed_at", datetime.now(UTC).isoformat()),
+    ]
+    key = rec.key.decode("utf-8", "replace") if rec.key else ""
+    value = rec.value if isinstance(rec.value, bytes) else bytes(rec.value or b"")
+    return OutgoingMessage(dlq_topic(rec.topic.removeprefix(topic_prefix)), key, value, headers)
 
 
 @dataclass(frozen=True, slots=True)

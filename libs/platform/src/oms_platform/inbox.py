@@ -29,12 +29,13 @@ RETURNING event_id
 """
 
 
-async def claim(conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUID]) -> set[UUID]:
-    """Returns the ids that were new to this consumer (now claimed, in the caller's transaction)."""
+async def claim(conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUID],
+                replayed: Iterable[UUID] = ()) -> set[UUID]:
+    """Returns the ids that were new to this consumer (now claimed, in the caller's transaction), and
+    those of `replayed` (dead letters replayed for it) that claim_replays takes."""
     ids = list(dict.fromkeys(event_ids))
-    if not ids:
-        return set()
-    return {r["event_id"] for r in await conn.fetch(_CLAIM, consumer, ids)}
+    fresh = {r["event_id"] for r in await conn.fetch(_CLAIM, consumer, ids)} if ids else set()
+    return fresh | await claim_replays(conn, consumer, replayed)
 
 
 def replay_for(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:
