@@ -172,3 +172,32 @@ async def test_every_bash_block_of_the_readme_answers_as_shown(system: System, t
             (tmp_path / "state.sh.new").replace(state)
             ran += 1
     assert ran > 30
+
+    # The answers /docs shows as examples have the shape of the real ones (same fields, all the way down).
+    ids = await asyncio.create_subprocess_exec("bash", "-c", f"source {state}; echo $ORDER_ID $RETURN_ID",
+                                               stdout=asyncio.subprocess.PIPE)
+    order_id, return_id = (await ids.communicate())[0].decode().split()
+    from fulfilment.api import SHIPMENTS_EXAMPLE
+    from inventory.api import RESERVATION_EXAMPLE, STOCK_EXAMPLE
+    from notification.api import DELIVERY_LOG_EXAMPLE
+    from orchestrator.api import SAGA_EXAMPLE
+    from order_capture.api import ORDER_EXAMPLE
+    from returns.api import RETURN_EXAMPLE
+    for example, service, path in (
+            (ORDER_EXAMPLE, "order-capture", f"/v1/orders/{order_id}"),
+            (STOCK_EXAMPLE, "inventory", "/v1/stock/TSHIRT-RED-M"),
+            (RESERVATION_EXAMPLE, "inventory", f"/v1/reservations/{order_id}"),
+            (SHIPMENTS_EXAMPLE, "fulfilment", f"/v1/shipments?order_id={order_id}"),
+            (SAGA_EXAMPLE, "orchestrator", f"/v1/sagas/{order_id}"),
+            (DELIVERY_LOG_EXAMPLE, "notification", f"/v1/notifications?order_id={order_id}"),
+            (RETURN_EXAMPLE, "returns", f"/v1/returns/{return_id}")):
+        assert_same_shape(example, await system.call("GET", service, path), f"{service} {path}")
+
+
+def assert_same_shape(example: object, real: object, where: str) -> None:
+    if isinstance(example, dict) and isinstance(real, dict):
+        assert set(example) == set(real), f"{where}: /docs shows {sorted(example)}, the answer has {sorted(real)}"
+        for key in example:
+            assert_same_shape(example[key], real[key], f"{where}.{key}")
+    elif isinstance(example, list) and isinstance(real, list) and example and real:
+        assert_same_shape(example[0], real[0], f"{where}[0]")

@@ -45,3 +45,22 @@ def test_every_json_body_has_an_example_its_schema_accepts(name: str, module: st
                 # the whole document as the root, so that the schema's $refs resolve
                 jsonschema.validate(example, {**schema, "components": spec["components"]})
     assert bodies or name in ("orchestrator", "fulfilment"), f"{name}: no JSON request bodies found"
+
+
+# The main answers show a real example (tests/e2e/test_demo.py checks each against the live answer's shape).
+ANSWERS = {
+    "order_capture": [("get", "/v1/orders/{order_id}", "200"), ("post", "/v1/orders", "201")],
+    "inventory": [("get", "/v1/stock/{sku}", "200"), ("get", "/v1/reservations/{order_id}", "200")],
+    "fulfilment": [("get", "/v1/shipments", "200")],
+    "orchestrator": [("get", "/v1/sagas/{order_id}", "200")],
+    "notification": [("get", "/v1/notifications", "200")],
+    "returns": [("get", "/v1/returns/{return_id}", "200"), ("post", "/v1/returns", "201")],
+}
+
+
+@pytest.mark.parametrize("module", sorted(ANSWERS))
+def test_the_main_answers_show_an_example(module: str) -> None:
+    spec = openapi(module)
+    for method, path, status in ANSWERS[module]:
+        media = spec["paths"][path][method]["responses"][status]["content"]["application/json"]
+        assert isinstance(media.get("example"), dict) and media["example"], f"{method.upper()} {path}"

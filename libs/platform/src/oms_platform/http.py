@@ -277,6 +277,12 @@ def json_body_openapi(model: type[BaseModel], headers: dict[str, dict[str, Any]]
     return extra
 
 
+def answer_example(example: Any, status: int = 200,
+                   description: str = "Successful Response") -> dict[int | str, dict[str, Any]]:
+    """`responses=` showing a real answer of the route in the interactive docs (/docs)."""
+    return {status: {"description": description, "content": {"application/json": {"example": example}}}}
+
+
 def body_models(routes: Any) -> list[type[BaseModel]]:
     """The models of the routes documented with json_body_openapi."""
     return [r.openapi_extra.model for r in routes if isinstance(getattr(r, "openapi_extra", None), BodyOpenAPI)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from fulfilment.handlers import Fulfilment
 from oms_contracts.fulfilment import ShipmentStatus
-from oms_platform.http import Limit, operator_dependency
+from oms_platform.http import Limit, answer_example, operator_dependency
 from oms_platform.pagination import DEFAULT_LIMIT, Page
 
 # The head of the interactive docs (/docs): what the API is for and how to authenticate.
@@ -24,6 +24,21 @@ packs and dispatches them.
 No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
 """
 
+# A real answer (the README's walkthrough), shown in /docs.
+SHIPMENTS_EXAMPLE = {'items': [{'shipment_id': '01a241fc-efa5-700a-a507-1e6c294b1ec0',
+                'order_id': '01a241fc-ebbb-7147-9981-c7b0e549b261',
+                'location_id': 'lisbon-dc',
+                'lines': [{'sku': 'TSHIRT-RED-M', 'quantity': 2}],
+                'status': 'dispatched',
+                'shipping_method': 'standard',
+                'carrier': 'oms-post',
+                'service': 'standard',
+                'tracking_number': 'OMS0000000027PT',
+                'created_at': '2026-12-04T16:57:05.189863+00:00',
+                'updated_at': '2026-12-04T16:57:05.708293+00:00',
+                'dispatched_at': '2026-12-04T16:57:05.708293+00:00'}],
+     'next_cursor': None}
+
 
 def build_router(service: Fulfilment, admin_token: str | None) -> APIRouter:
     router = APIRouter(prefix="/v1/shipments", tags=["shipments"],
@@ -32,7 +47,7 @@ def build_router(service: Fulfilment, admin_token: str | None) -> APIRouter:
     def pool(request: Request) -> Any:
         return request.app.state.runtime.pool
 
-    @router.get("")
+    @router.get("", responses=answer_example(SHIPMENTS_EXAMPLE))
     async def list_shipments(
         request: Request,
         order_id: UUID | None = None,

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from inventory.handlers import operator
 from inventory.schemas import LOCATION_PATTERN, SKU_PATTERN, LocationIn, SkuSettingsIn, StockIn
-from oms_platform.http import Limit, ORJSONResponse, operator_dependency
+from oms_platform.http import Limit, ORJSONResponse, answer_example, operator_dependency
 from oms_platform.outbox import Outbox
 from oms_platform.pagination import DEFAULT_LIMIT, Page
 
@@ -23,6 +23,27 @@ endpoints are the operator's.
 
 No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
 """
+
+# Real answers (the README's walkthrough), shown in /docs.
+STOCK_EXAMPLE = {'sku': 'TSHIRT-RED-M',
+     'on_hand': 10,
+     'reserved': 2,
+     'available': 8,
+     'locations': [{'location_id': 'lisbon-dc', 'on_hand': 10, 'reserved': 2, 'available': 8}]}
+RESERVATION_EXAMPLE = {'order_id': '01a241fc-ebbb-7147-9981-c7b0e549b261',
+     'reservation_id': '01a241fc-edcf-7a1a-842e-3227f257cbe4',
+     'status': 'reserved',
+     'destination_country': 'PT',
+     'lines': [{'sku': 'TSHIRT-RED-M', 'quantity': 2}],
+     'allocations': [{'sku': 'TSHIRT-RED-M', 'quantity': 2, 'committed': 0, 'location_id': 'lisbon-dc'}],
+     'strategy': 'single_location_in_country',
+     'reason': 'lisbon-dc (PT) holds every line in the destination country',
+     'short': [],
+     'failure_reason': None,
+     'released': None,
+     'release_reason': None,
+     'created_at': '2026-12-04T16:57:04.653402+00:00',
+     'updated_at': '2026-12-04T16:57:04.653402+00:00'}
 
 # SKUs may contain "/", so their path parameters take the rest of the path (`{sku:path}`).
 Sku = Annotated[str, Path(pattern=SKU_PATTERN)]
@@ -69,11 +90,11 @@ def build_router(admin_token: str | None, *, backorder_scan_limit: int, outbox: 
                         cursor: str | None = None, limit: Limit = DEFAULT_LIMIT) -> Page:
         return await operator.list_movements(pool(request), sku, location_id, cursor=cursor, limit=limit)
 
-    @router.get("/v1/stock/{sku:path}")
+    @router.get("/v1/stock/{sku:path}", responses=answer_example(STOCK_EXAMPLE))
     async def stock(request: Request, sku: Sku) -> dict[str, Any]:
         return await operator.stock_view(pool(request), sku)
 
-    @router.get("/v1/reservations/{order_id}")
+    @router.get("/v1/reservations/{order_id}", responses=answer_example(RESERVATION_EXAMPLE))
     async def reservation(request: Request, order_id: UUID) -> dict[str, Any]:
         return await operator.reservation_view(pool(request), order_id)
 

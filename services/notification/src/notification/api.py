@@ -11,7 +11,7 @@ from notification.domain import SUBSCRIBABLE, WEBHOOK_EVENT_TYPES, webhook_url_p
 from notification.handlers import Notifications
 from oms_platform.channel_keys import Caller, ChannelKeys
 from oms_platform.errors import RuleError
-from oms_platform.http import Limit
+from oms_platform.http import Limit, answer_example
 from oms_platform.pagination import DEFAULT_LIMIT, Page
 
 # The head of the interactive docs (/docs): what the API is for and how to authenticate.
@@ -31,6 +31,26 @@ Customer emails (the delivery log) and signed webhooks for downstream systems.
 
 No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
 """
+
+# Real answers (the README's walkthrough), shown in /docs.
+DELIVERY_LOG_EXAMPLE = {'items': [{'notification_id': '01a241fc-ef94-7577-84b2-bb7acc5b6c2a',
+                'channel': 'email',
+                'order_id': '01a241fc-ebbb-7147-9981-c7b0e549b261',
+                'event_id': 'ab35d2b1-66b8-4b4b-a051-21ed1c4b5006',
+                'event_type': 'OrderStatusChanged',
+                'template': 'order_confirmed',
+                'recipient': 'ana@example.com',
+                'subscription_id': None,
+                'url': None,
+                'status': 'sent',
+                'attempts': 1,
+                'max_attempts': 100,
+                'last_error': None,
+                'next_attempt_at': None,
+                'created_at': '2026-12-04T16:57:05.037534Z',
+                'updated_at': '2026-12-04T16:57:05.644542Z',
+                'sent_at': '2026-12-04T16:57:05.644542Z'}],
+     'next_cursor': None}
 
 
 class SubscriptionIn(BaseModel):
@@ -119,7 +139,7 @@ def build_router(keys: ChannelKeys, service: Notifications) -> APIRouter:
         await service.delete_subscription(pool(request), subscription_id)
         return Response(status_code=204)
 
-    @router.get("/v1/notifications", tags=["delivery log"])
+    @router.get("/v1/notifications", tags=["delivery log"], responses=answer_example(DELIVERY_LOG_EXAMPLE))
     async def delivery_log(
         request: Request, _: Operator, order_id: UUID | None = None, status: NotificationStatus | None = None,
         channel: Literal["email", "webhook"] | None = None, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT,

@@ -15,6 +15,7 @@ from oms_platform.http import (
     ApiError,
     Limit,
     ORJSONResponse,
+    answer_example,
     bearer_token,
     field_error,
     json_body_openapi,
@@ -44,6 +45,27 @@ Sales channels place, read and cancel orders; operators issue and revoke the cha
 
 No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
 """
+
+# Real answers (the README's walkthrough), shown in /docs.
+ORDER_EXAMPLE = {'order_id': '01a241fc-ebbb-7147-9981-c7b0e549b261',
+     'status': 'confirmed',
+     'status_reason': None,
+     'channel': 'web',
+     'external_id': 'WEB-1001',
+     'customer': {'id': 'c-42', 'name': 'Ana Lima', 'email': 'ana@example.com', 'phone': '+351912345678'},
+     'shipping_address': {'name': 'Ana Lima',
+                          'line1': 'Rua Augusta 1',
+                          'line2': None,
+                          'city': 'Lisboa',
+                          'postal_code': '1100-048',
+                          'country': 'PT'},
+     'shipping_method': 'standard',
+     'lines': [{'sku': 'TSHIRT-RED-M', 'quantity': 2, 'unit_price': '19.90', 'line_total': '39.80'}],
+     'total': '39.80',
+     'currency': 'EUR',
+     'payment': {'method': 'card', 'status': 'authorized', 'reference': 'pay_123', 'amount': '39.80'},
+     'created_at': '2026-12-04T16:57:04.187440+00:00',
+     'updated_at': '2026-12-04T16:57:04.924224+00:00'}
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 # Query strings reach PostgreSQL as text, which cannot hold NUL; no filter value has control characters.
@@ -106,7 +128,8 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
 
     # The hot path: body and headers are read directly (no FastAPI dependency solving per request);
     # openapi_extra documents them as if they were parameters.
-    @router.post("/v1/orders", status_code=201, tags=["orders"], openapi_extra=json_body_openapi(
+    @router.post("/v1/orders", status_code=201, tags=["orders"], responses=answer_example(
+        {**ORDER_EXAMPLE, "status": "pending"}, 201, "the order, placed"), openapi_extra=json_body_openapi(
         OrderIn, {"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255}}))
     async def place_order(request: Request) -> ORJSONResponse:
         who = await caller(request)
@@ -125,7 +148,7 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         view = await handlers.place_order(pool(request), outbox(request), order, idempotency_key)
         return ORJSONResponse(view, 201, headers={"Location": f"/v1/orders/{view['order_id']}"})
 
-    @router.get("/v1/orders/{order_id}", tags=["orders"])
+    @router.get("/v1/orders/{order_id}", tags=["orders"], responses=answer_example(ORDER_EXAMPLE))
     async def get_order(request: Request, order_id: UUID, who: CallerDep) -> dict[str, Any]:
         return await handlers.get_order(pool(request), order_id, who.channel)
 

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from oms_platform.channel_keys import Caller, ChannelKeys
-from oms_platform.http import ORJSONResponse, field_error
+from oms_platform.http import ORJSONResponse, answer_example, field_error
 from oms_platform.pagination import Page
 from returns import domain
 from returns.handlers import Returns
@@ -35,6 +35,27 @@ exchange.
 No or unknown credentials answer 401 (`unauthorized`); a channel key on an operator endpoint answers 403.
 """
 
+# Real answers (the README's walkthrough), shown in /docs.
+RETURN_EXAMPLE = {'return_id': '01a241fc-fd1b-7821-9d66-2c8ff063e675',
+     'order_id': '01a241fc-ebbb-7147-9981-c7b0e549b261',
+     'channel': 'web',
+     'resolution': 'refund',
+     'status': 'awaiting_receipt',
+     'outcome': None,
+     'lines': [{'sku': 'TSHIRT-RED-M', 'reason': 'too_small', 'quantity': 1, 'unit_price': '19.90'}],
+     'received': [],
+     'currency': 'EUR',
+     'refund_amount': None,
+     'replacement_order_id': None,
+     'carrier': 'oms-post',
+     'tracking_number': 'OMR0000000027PT',
+     'history': [{'at': '2026-12-04T16:57:08.607242Z', 'status': 'requested'},
+                 {'at': '2026-12-04T16:57:08.607242Z', 'status': 'approved'},
+                 {'at': '2026-12-04T16:57:08.607242Z', 'status': 'awaiting_receipt'}],
+     'created_at': '2026-12-04T16:57:08.607242+00:00',
+     'updated_at': '2026-12-04T16:57:08.607242+00:00',
+     'label_url': '/v1/returns/01a241fc-fd1b-7821-9d66-2c8ff063e675/label'}
+
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 ReturnStatus = Literal["awaiting_receipt", "received", "refunded", "exchanged", "closed", "cancelled"]
 
@@ -47,7 +68,7 @@ def build_router(service: Returns, keys: ChannelKeys) -> APIRouter:
     def pool(request: Request) -> Any:
         return request.app.state.runtime.pool
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, responses=answer_example(RETURN_EXAMPLE, 201, "the return, approved"))
     async def request_return(request: Request, body: domain.ReturnIn, who: CallerDep) -> ORJSONResponse:
         key = request.headers.get("idempotency-key")
         if key is None:
@@ -64,7 +85,7 @@ def build_router(service: Returns, keys: ChannelKeys) -> APIRouter:
     ) -> Page:
         return await service.list(pool(request), who, order_id=order_id, status=status, cursor=cursor, limit=limit)
 
-    @router.get("/{return_id}")
+    @router.get("/{return_id}", responses=answer_example(RETURN_EXAMPLE))
     async def get_return(request: Request, return_id: UUID, who: CallerDep) -> dict[str, Any]:
         return await service.get(pool(request), return_id, who)
 
