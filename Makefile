@@ -71,4 +71,7 @@ bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orde
 	@OMS_ZIPKIN=0 deploy/local/infra.sh dev start
 	@$(UV) run --frozen python -m bench
 
-.PHONY: help deps up down clean status topics tail demo dlq test test-unit fuzz lint typecheck imports check bench
+chaos: deps ## fault injection against `make up` (same REPLICAS, OMS_ADMIN_TOKEN): load, SIGKILLs, Kafka and PostgreSQL restarts, then checks; ARGS="--seconds 300 --kills 40"
+	@$(UV) run --frozen python -m tools.chaos $(ARGS)
+
+.PHONY: help deps up down clean status topics tail demo dlq test test-unit fuzz lint typecheck imports check bench chaos

@@ -6,7 +6,7 @@
 #   test - Kafka 19092, PostgreSQL 55433, data in .local/test (make test; wiped when started afresh,
 #          reused as they are when already running, since every test makes its own databases)
 # The dev profile also runs Zipkin (the trace UI, 127.0.0.1:9411) unless OMS_ZIPKIN=0.
-# Usage: infra.sh <dev|test> <start|stop|status|clean|env|jars>
+# Usage: infra.sh <dev|test> <start|stop|status|clean|env|jars|restart-kafka|restart-postgres>
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PROFILE=${1:?profile dev|test}; CMD=${2:?command}
@@ -186,6 +186,9 @@ case "$CMD" in
     for tool in curl jq openssl; do command -v "$tool" >/dev/null || apt_install "$tool"; done
     start_pg; start_kafka; start_zipkin ;;
   stop) mkdir -p "$RUN"; stop_zipkin; stop_kafka; stop_pg ;;
+  # Fault injection (make chaos): one server stopped and started again on its data, ready when it returns.
+  restart-kafka) mkdir -p "$RUN" "$LOGS"; stop_kafka; start_kafka ;;
+  restart-postgres) mkdir -p "$RUN"; stop_pg; start_pg ;;
   status)
     alive "$RUN/kafka.pid" && echo "kafka: running on $KAFKA_PORT" || echo "kafka: stopped"
     port_open "$PG_PORT" && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"

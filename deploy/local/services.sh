@@ -14,6 +14,8 @@
 # .local/dev/admin-token (carrier-webhook-secret), so operator calls and `make demo` work at once.
 # With no SMTP_HOST given, a local mail sink (aiosmtpd) takes the emails on 127.0.0.1:1025 and
 # prints them to .local/dev/logs/mail.log.
+# ONLY=<instance>[,<instance>] limits `up` to those (e.g. ONLY=orchestrator.1: start it again after a crash,
+# as `make chaos` does) and stops no extra replica.
 # Overrides (tests): SERVICES_CONF, OMS_STATE_DIR, and OMS_SERVICES_INFRA=external with
 # KAFKA_BOOTSTRAP and PG_ADMIN_DSN given instead of the dev infrastructure's.
 set -euo pipefail
@@ -40,11 +42,13 @@ replicas() {  # how many processes of service $1 REPLICAS asks for
 }
 # Every process to run: instance name (file names), service name, module, port, database.
 instances() {
-  local name module port db k n
+  local name module port db k n inst
   while read -r name module port db; do
     n=$(replicas "$name")
     for ((k = 0; k < n; k++)); do
-      if [ "$k" = 0 ]; then echo "$name $name $module $port $db"; else echo "$name.$k $name $module $((port + k * STEP)) $db"; fi
+      inst=$name; [ "$k" = 0 ] || inst=$name.$k
+      [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *",$inst,"* ]] || continue
+      echo "$inst $name $module $((port + k * STEP)) $db"
     done
   done < <(services)
 }
@@ -100,7 +104,7 @@ case "$CMD" in
     pg_host_port=${PG_ADMIN_DSN#*@}; pg_host_port=${pg_host_port%%/*}
     wanted=$(instances)
     for inst in $(recorded); do  # replicas beyond the count asked for now
-      grep -q "^$inst " <<< "$wanted" || stop_service "$inst"
+      [ -n "${ONLY:-}" ] || grep -q "^$inst " <<< "$wanted" || stop_service "$inst"
     done
     while read -r inst name module port db; do
       ensure_db "$db"
