@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from oms_contracts import Envelope, parse_payload
 from oms_platform import inbox, metrics, telemetry
 from oms_platform.assignor import CoPartitionedStickyAssignor
+from oms_platform.consumer_lag import LagGauge
 from oms_platform.dlq import dead_letter
 from oms_platform.outbox import Outbox, OutgoingMessage, UnitOfWork
 
@@ -380,7 +381,8 @@ def subscribe(
         ack_policy=AckPolicy.NACK_ON_ERROR,  # an error seeks every partition back to the batch's start
         decoder=_the_message,
     )
-    subscriber.get_msg = _poll_without_idle_sleep(poll_ms, max_records)
+    subscriber.get_msg = _poll_without_idle_sleep(
+        poll_ms, max_records, LagGauge(processor.spec.name, processor.topic_prefix))
     committer = subscriber.committer = OffsetCommitter(commit_interval)
 
     @subscriber
@@ -408,13 +410,18 @@ async def _the_message(message: Any) -> Any:
     return message
 
 
-def _poll_without_idle_sleep(poll_ms: int, max_records: int) -> Callable[[Any], Awaitable[tuple]]:
+def _poll_without_idle_sleep(
+    poll_ms: int, max_records: int, lag: LagGauge | None = None,
+) -> Callable[[Any], Awaitable[tuple]]:
     """The batch subscriber's get_msg (faststream 0.6, pinned in uv.lock; tests/unit/test_subscriber.py
     checks it is the one used): every record available, waiting for the first up to poll_ms, and no
-    sleep after an empty poll (the loop polls again at once)."""
+    sleep after an empty poll (the loop polls again at once). After a poll it refreshes the lag gauge
+    from the fetch positions and high watermarks the consumer now knows."""
 
     async def get_msg(consumer: Any) -> tuple:
         batches = await consumer.getmany(timeout_ms=poll_ms, max_records=max_records)
+        if lag is not None:
+            lag.update(consumer)
         return tuple(rec for records in batches.values() for rec in records)
 
     return get_msg

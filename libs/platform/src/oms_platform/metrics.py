@@ -30,3 +30,7 @@ CONSUMER_BATCH = Histogram(
     "oms_consumer_batch_seconds", "Time to apply one consumed batch", ["consumer"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+CONSUMER_LAG = Gauge(
+    "oms_consumer_lag", "Records on the partition not yet fetched by this consumer (high watermark - position)",
+    ["consumer", "topic", "partition"],
+)

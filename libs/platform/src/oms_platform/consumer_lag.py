@@ -1,0 +1,50 @@
+"""Consumer lag per topic and partition (`oms_consumer_lag`), from what the consumer already knows: its
+fetch position and the high watermark every fetch response carries. No call to Kafka is made for it,
+so it is cheap enough to refresh after every poll (at most every `interval` seconds)."""
+
+import time
+from typing import Any
+
+from oms_platform import metrics
+
+
+class LagGauge:
+    """Sets the lag of a consumer's assigned partitions (high watermark minus the position of the next
+    record it will fetch: records fetched and being applied are no longer lag) and drops the series of
+    partitions it no longer has after a rebalance (they are another replica's to report)."""
+
+    def __init__(self, consumer_name: str, topic_prefix: str = "", interval: float = 1.0):
+        self.name, self.prefix, self.interval = consumer_name, topic_prefix, interval
+        self._shown: set[tuple[str, str]] = set()
+        self._next = 0.0
+
+    def update(self, consumer: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        shown: set[tuple[str, str]] = set()
+        for tp, lag in _lags(consumer).items():
+            labels = (tp.topic.removeprefix(self.prefix), str(tp.partition))
+            metrics.CONSUMER_LAG.labels(self.name, *labels).set(lag)
+            shown.add(labels)
+        for labels in self._shown - shown:
+            metrics.CONSUMER_LAG.remove(self.name, *labels)
+        self._shown = shown
+
+
+def _lags(consumer: Any) -> dict[Any, int]:
+    """{partition: lag} of the assigned partitions whose high watermark and position are known (after
+    the first fetch of each). aiokafka's public highwater() reads the same assignment state."""
+    # Private state (the one highwater() reads): read defensively, so a change in aiokafka loses the
+    # gauge, never the consumer (tests/integration/test_consumer_lag.py notices).
+    subscription = getattr(getattr(consumer, "_subscription", None), "subscription", None)
+    assignment = getattr(subscription, "assignment", None)
+    if assignment is None:
+        return {}
+    lags = {}
+    for tp in assignment.tps:
+        state = assignment.state_value(tp)
+        if state is not None and state.highwater is not None and state.has_valid_position:
+            lags[tp] = max(0, state.highwater - state.position)
+    return lags
