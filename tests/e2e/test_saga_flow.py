@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.support.metrics import Samples, scrape, series, value
 from tests.support.polling import eventually
 from tests.support.system import System, unique
 
@@ -298,3 +299,38 @@ async def test_events_arriving_before_their_step_are_remembered(system: System):
     await system.wait_stock(sku, on_hand=1, reserved=0)
     saga = await system.wait_saga(order_id, "completed")
     assert [s["outcome"] for s in saga["steps"]] == ["succeeded"] * 5
+
+
+async def test_metrics_move_when_an_order_flows(system: System):
+    """The contract's series on /metrics, read before and after an order goes from placed to confirmed."""
+    assert system.http is not None
+    sku, loc = unique("MET"), unique("MLOC")
+    await system.location(loc, "PT")
+    await system.set_stock(loc, sku, 5)
+    before = {s: await scrape(system.http, system.url(s)) for s in ("order-capture", "orchestrator", "inventory")}
+
+    order_id = await system.place({sku: 1})
+    await system.wait_status(order_id, "confirmed")
+
+    async def after(service: str) -> Samples:
+        return await scrape(system.http, system.url(service))
+
+    capture = await after("order-capture")
+    assert value(capture, "oms_orders_placed_total", channel="web") == \
+        value(before["order-capture"], "oms_orders_placed_total", channel="web") + 1
+    posts = dict(name="oms_http_request_seconds_count", method="POST", route="/v1/orders")
+    assert value(capture, **posts) == value(before["order-capture"], **posts) + 1
+
+    orchestrator = await after("orchestrator")
+    steps = "oms_saga_step_seconds_count"
+    assert value(orchestrator, steps, saga_type="order") > value(before["orchestrator"], steps, saga_type="order")
+
+    # Lag per topic and partition, from every consumer: inventory's reader of its commands has fetched
+    # the order's ReserveStock, and is caught up (nothing more for it is produced here).
+    async def fetched() -> list[dict[str, str]] | None:
+        inventory = await after("inventory")
+        lag = [s for s in series(inventory, "oms_consumer_lag") if s["topic"] == "oms.inventory.commands"]
+        return lag if lag and all(value(inventory, "oms_consumer_lag", **s) == 0 for s in lag) else None
+
+    lag = await eventually(fetched, timeout=30, what="inventory's lag on its commands")
+    assert all(s["partition"].isdigit() and s["consumer"] for s in lag)

@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import orjson
+from prometheus_client import Counter
 
 from oms_contracts import Envelope
 from oms_contracts.channels import ChannelKeyIssuedV1, ChannelKeyRevokedV1
@@ -25,6 +26,9 @@ from oms_platform.outbox import Outbox
 from oms_platform.pagination import Keyset, Page
 from order_capture import repository as repo
 from order_capture.domain import TERMINAL_FOR_CANCEL, OrderIn, business_rule_errors, line_view, order_total
+
+# Counted once the order is committed: a replayed Idempotency-Key or a refused order is not counted.
+ORDERS_PLACED = Counter("oms_orders_placed_total", "Orders placed, by channel", ["channel"])
 
 
 class KeyCache:
@@ -171,6 +175,7 @@ async def place_order(pool: asyncpg.Pool, out: Outbox, order: OrderIn, idempoten
             written = await repo.place_order(conn, row, idempotency_key, digest, view, out, [p.message])
             if written is not None:
                 written.committed()
+                ORDERS_PLACED.labels(order.channel).inc()
                 return view
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "orders_channel_external_id":
