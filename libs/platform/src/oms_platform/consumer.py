@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from oms_contracts import Envelope, parse_payload
 from oms_platform import inbox, metrics, telemetry
 from oms_platform.assignor import CoPartitionedStickyAssignor
-from oms_platform.consumer_lag import LagGauge
+from oms_platform.consumer_lag import LagGauge, poll_without_idle_sleep
 from oms_platform.dlq import dead_letter
 from oms_platform.outbox import Outbox, OutgoingMessage, UnitOfWork
 
@@ -360,7 +360,7 @@ def subscribe(
     Records are handed over as soon as they arrive: a poll waits up to `poll_ms` for the first one
     and returns at once when there is any. (faststream's own batch poll sleeps another batch_timeout_ms
     after every empty poll, so a record arriving to an idle consumer waited up to that long at every
-    hop of the saga; `_poll_without_idle_sleep` replaces it.) The envelopes are parsed by the
+    hop of the saga; `poll_without_idle_sleep` replaces it.) The envelopes are parsed by the
     processor, so faststream's own JSON decoding of every record is skipped."""
     from faststream import AckPolicy
     from faststream.message import AckStatus
@@ -381,7 +381,7 @@ def subscribe(
         ack_policy=AckPolicy.NACK_ON_ERROR,  # an error seeks every partition back to the batch's start
         decoder=_the_message,
     )
-    subscriber.get_msg = _poll_without_idle_sleep(
+    subscriber.get_msg = poll_without_idle_sleep(
         poll_ms, max_records, LagGauge(processor.spec.name, processor.topic_prefix))
     committer = subscriber.committer = OffsetCommitter(commit_interval)
 
@@ -408,20 +408,3 @@ async def _the_message(message: Any) -> Any:
     decoded body), so with the runtime's apply_types=False no dependency injection runs per batch
     (resolving a `KafkaMessage` parameter through FastDepends ran in a worker thread, every batch)."""
     return message
-
-
-def _poll_without_idle_sleep(
-    poll_ms: int, max_records: int, lag: LagGauge | None = None,
-) -> Callable[[Any], Awaitable[tuple]]:
-    """The batch subscriber's get_msg (faststream 0.6, pinned in uv.lock; tests/unit/test_subscriber.py
-    checks it is the one used): every record available, waiting for the first up to poll_ms, and no
-    sleep after an empty poll (the loop polls again at once). After a poll it refreshes the lag gauge
-    from the fetch positions and high watermarks the consumer now knows."""
-
-    async def get_msg(consumer: Any) -> tuple:
-        batches = await consumer.getmany(timeout_ms=poll_ms, max_records=max_records)
-        if lag is not None:
-            lag.update(consumer)
-        return tuple(rec for records in batches.values() for rec in records)
-
-    return get_msg

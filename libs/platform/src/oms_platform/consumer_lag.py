@@ -1,8 +1,10 @@
-"""Consumer lag per topic and partition (`oms_consumer_lag`), from what the consumer already knows: its
-fetch position and the high watermark every fetch response carries. No call to Kafka is made for it,
-so it is cheap enough to refresh after every poll (at most every `interval` seconds)."""
+"""The batch subscriber's poll, and the consumer lag per topic and partition it reports
+(`oms_consumer_lag`) from what the consumer already knows: its fetch position and the high watermark
+every fetch response carries. No call to Kafka is made for it, so it is cheap enough to refresh after
+every poll (at most every `interval` seconds)."""
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from oms_platform import metrics
@@ -48,3 +50,20 @@ def _lags(consumer: Any) -> dict[Any, int]:
         if state is not None and state.highwater is not None and state.has_valid_position:
             lags[tp] = max(0, state.highwater - state.position)
     return lags
+
+
+def poll_without_idle_sleep(
+    poll_ms: int, max_records: int, lag: LagGauge | None = None,
+) -> Callable[[Any], Awaitable[tuple]]:
+    """The batch subscriber's get_msg (faststream 0.6, pinned in uv.lock; tests/unit/test_subscriber.py
+    checks it is the one used): every record available, waiting for the first up to poll_ms, and no
+    sleep after an empty poll (the loop polls again at once). After a poll it refreshes the lag gauge
+    from the fetch positions and high watermarks the consumer now knows."""
+
+    async def get_msg(consumer: Any) -> tuple:
+        batches = await consumer.getmany(timeout_ms=poll_ms, max_records=max_records)
+        if lag is not None:
+            lag.update(consumer)
+        return tuple(rec for records in batches.values() for rec in records)
+
+    return get_msg
