@@ -76,7 +76,7 @@ async def test_refund_of_one_of_two_units(system: System):
     saga = await system.call("GET", "returns", f"/v1/returns/{ret['return_id']}/saga")
     assert saga["state"] == "completed"
     assert [(s["step"], s["outcome"]) for s in saga["steps"]] == [
-        ("await_receipt", "succeeded"), ("restock", "succeeded"), ("refund", "succeeded"), ("exchange", "passed")]
+        ("await_receipt", "succeeded"), ("restock", "succeeded"), ("exchange", "passed"), ("refund", "succeeded")]
     assert len(restocks(await system.movements(sku), ret["return_id"])) == 1
     assert (await system.order(order_id))["status"] == "partially_returned"
 
@@ -111,6 +111,22 @@ async def test_an_exchange_places_and_links_a_replacement_order(system: System):
     assert refunds(system, order_id, ret["return_id"]) == []
 
 
+async def test_an_exchange_whose_replacement_is_rejected_is_refunded_instead(system: System):
+    sku = unique("TEE")
+    order_id = await delivered_order(system, {sku: 1}, unit_price="15.50")
+    [shipment] = await system.wait_shipments(order_id, 1)
+    await system.set_stock(shipment["location_id"], sku, 0)  # the replacement cannot be reserved
+    ret = await approved(system, order_id, {sku: 1}, resolution="exchange")
+    await receive(system, ret["return_id"], [(sku, 1, "damaged")])  # damaged: nothing restocked either
+    [refund] = await wait_refunds(system, order_id, ret["return_id"])
+    assert refund == {"order_id": order_id, "return_id": ret["return_id"], "amount": "15.50", "currency": "EUR"}
+    replacement = (await get_return(system, ret["return_id"]))["replacement_order_id"]
+    await wait_order(system, replacement, "rejected")
+    await complete_refund(system, order_id, ret["return_id"], "15.50")
+    closed = await wait_return(system, ret["return_id"], "closed")
+    assert closed["outcome"] == "refunded"
+
+
 async def test_returns_killed_mid_saga_restocks_and_refunds_once(system: System):
     sku = unique("TEE")
     order_id = await delivered_order(system, {sku: 2}, unit_price="12.00")
@@ -131,3 +147,22 @@ async def test_returns_killed_mid_saga_restocks_and_refunds_once(system: System)
     assert len(restocks(await system.movements(sku), ret["return_id"])) == 1
     assert len(refunds(system, order_id, ret["return_id"])) == 1
     assert (await get_return(system, ret["return_id"]))["outcome"] == "refunded"
+
+
+async def test_a_return_not_received_in_time_expires_and_its_units_may_be_returned_again(system: System):
+    # Last in the module: returns runs with a receipt window of ~17 s for it.
+    sku = unique("TEE")
+    order_id = await delivered_order(system, {sku: 1})
+    await system.restart("returns", RETURN_RECEIPT_DAYS="0.0002")
+    try:
+        ret = await approved(system, order_id, {sku: 1})
+        await wait_order(system, order_id, "return_requested")
+        expired = await wait_return(system, ret["return_id"], "closed")
+        assert expired["outcome"] == "expired"
+        assert [h["status"] for h in expired["history"]][-2:] == ["expired", "closed"]
+        await wait_order(system, order_id, "delivered")  # no other return open: back to delivered
+        await receive(system, ret["return_id"], [(sku, 1, "resellable")], expect=409)
+        again = await approved(system, order_id, {sku: 1})  # the unit is returnable again
+        assert again["status"] == "awaiting_receipt"
+    finally:
+        await system.restart("returns")

@@ -1,14 +1,17 @@
 """Builds the returns service: settings, the return saga and its runner, carrier adapters for the
 labels, runtime (with the saga's deadline ticker), API."""
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
 
 from oms_carriers.carriers import BuiltinCarrier, Carriers, SerialBlocks
 from oms_contracts.topics import BILLING_REQUESTS, commands, events
 from oms_platform.channel_keys import ChannelKeys
 from oms_platform.http import add_openapi_models
+from oms_platform.outbox import Outbox
 from oms_platform.runtime import ServiceRuntime, create_app
 from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
 from oms_saga.runner import DeadlineTicker, SagaRunner
@@ -22,6 +25,20 @@ from returns.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PRODUCES = (events("returns"), BILLING_REQUESTS, commands("inventory"))
+
+
+class ReturnsRunner(SagaRunner):
+    """The saga runner whose deadline tick also closes the returns it expired (their closing needs the
+    order's other returns, so the service does it right after, in its own transaction: a crash in
+    between leaves the saga ended and the row awaiting receipt, which the next tick closes)."""
+
+    settle: Callable[[asyncpg.Pool], Awaitable[int]] | None = None
+
+    async def tick(self, outbox: Outbox, pool: asyncpg.Pool, *, limit: int = 200) -> int:
+        n = await super().tick(outbox, pool, limit=limit)
+        if self.settle is not None:
+            await self.settle(pool)
+        return n
 
 
 class ReturnsRuntime(ServiceRuntime):
@@ -57,8 +74,10 @@ def build_carriers(settings: Settings, runtime: ServiceRuntime) -> Carriers:
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     saga = return_saga(settings.deadlines(), producer=settings.service_name)
-    runtime = ReturnsRuntime(settings, SagaRunner(saga))
+    runner = ReturnsRunner(saga)
+    runtime = ReturnsRuntime(settings, runner)
     service = Returns(saga, build_carriers(settings, runtime), settings)
+    runner.settle = service.settle_expired
     router = build_router(service, runtime.keys)
     app = create_app(runtime, [router], title="OMS returns", description=API_DESCRIPTION)
     add_openapi_models(app, ReturnIn)

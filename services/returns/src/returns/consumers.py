@@ -81,9 +81,21 @@ def return_of(msg: Message) -> UUID | None:
     return None
 
 
+# The replacement order's statuses that decide an exchange (the others are not looked up).
+REPLACEMENT_DECIDED = frozenset({"confirmed", "rejected", "cancelled"})
+
+
+async def replacement_return(msg: Message, uow: UnitOfWork[SagaBatch]) -> UUID | None:
+    """The return whose replacement order a status change is about (None: not a replacement)."""
+    p = msg.payload
+    if isinstance(p, OrderStatusChangedV1) and p.new_status in REPLACEMENT_DECIDED:
+        return await repo.return_of_replacement(uow.conn, p.order_id)
+    return None
+
+
 def saga_consumer(runner: SagaRunner) -> ConsumerSpec:
     async def apply(msg: Message, uow: UnitOfWork[SagaBatch]) -> None:
-        key = return_of(msg)
+        key = return_of(msg) or await replacement_return(msg, uow)
         if key is None:
             return
         tr = await runner.handle(msg, uow, key)
@@ -91,6 +103,7 @@ def saga_consumer(runner: SagaRunner) -> ConsumerSpec:
             # The return's row follows its saga (status, history, outcome) in the same transaction.
             await repo.update_return(uow.conn, tr.state.order_id, tr.state.data, tr.state.updated_at)
 
-    return runner.consumer("saga", [events("inventory"), BILLING_EVENTS, ORDERS_EVENTS],
-                           {t: apply for t in ("StockRestocked", "RefundCompleted", "OrderPlaced")})
+    return runner.consumer("saga", [events("inventory"), BILLING_EVENTS, ORDERS_EVENTS, ORDERS_STATUS],
+                           {t: apply for t in ("StockRestocked", "RefundCompleted", "OrderPlaced",
+                                               "OrderStatusChanged")})
 

@@ -157,7 +157,7 @@ class Returns:
                              f"order {ret['order_id']}")
             state = await store.load(conn, self.saga.name, return_id)
             if state is None or state.step != "await_receipt" or state.state != "running":
-                status = state.data["status"] if state else ret["status"]
+                status = ret["outcome"] or ret["status"]  # the row follows the saga (an expired one: its outcome)
                 raise Conflict(f"return {return_id} is {status}; only a return awaiting receipt can be received",
                                code="not_awaiting_receipt")
             errors = domain.receipt_errors(body, state.data["lines"])
@@ -196,20 +196,49 @@ class Returns:
             tr = engine.handle(self.saga, state, _incoming(ReturnCancellationRequested(return_id=return_id,
                                                                                        reason=reason)), now)
             assert tr.state is not None
-            if tr.state.state != "cancelled":
-                raise Conflict(f"return {return_id} is {state.data['status']}; only a return not received yet can "
-                               "be cancelled", code="not_cancellable")
-            facts = await repo.order_facts(conn, ret["order_id"])
-            others = [r for r in facts["returns"] if str(r["return_id"]) != str(return_id)]
-            back = sum(li["quantity"] for r in others for li in (r["received"] or []))
-            open_ = sum(1 for r in others if r["status"] not in ("cancelled", "closed"))
-            got = domain.delivered(order["lines"], facts["shipments"], _deliveries(facts["deliveries"]))
-            closed = ReturnClosedV1(order_id=ret["order_id"], return_id=return_id, outcome="cancelled",
-                                    closed_at=now, order_status=domain.order_status_after(got.units, back, open_))
-            await self._save(conn, tr, now, [closed], ret["order_id"])
-            await repo.update_return(conn, return_id, tr.state.data, now)
+            if state.state != "running" or tr.state.state != "cancelled":
+                raise Conflict(f"return {return_id} is {ret['outcome'] or ret['status']}; only a return not "
+                               "received yet can be cancelled", code="not_cancellable")
+            await self._save(conn, tr, now, [], ret["order_id"])
+            await self._close_unreceived(conn, ret, order, tr.state.data, "cancelled", now)
             row = await repo.get_return(conn, return_id)
         return return_view(row)
+
+    async def settle_expired(self, pool: asyncpg.Pool, limit: int = 200) -> int:
+        """Closes as expired the returns whose saga ended on the receipt deadline (the ticker ends the
+        saga; this needs the order's other returns for its status). Returns how many."""
+        async with pool.acquire() as conn:
+            due = await repo.expired_returns(conn, limit)
+        for return_id, order_id in due:
+            now = datetime.now(UTC)
+            async with pool.acquire() as conn, conn.transaction():
+                order = await repo.lock_order(conn, order_id)
+                ret = await repo.get_return(conn, return_id)  # read again under the order's lock
+                state = await store.load(conn, self.saga.name, return_id)
+                if (order is None or ret is None or ret["status"] != "awaiting_receipt" or state is None
+                        or state.state != "cancelled"):
+                    continue
+                data = ReturnData.model_validate(state.data)
+                data.moved("expired", now)
+                data.moved("closed", now)
+                data.outcome = "expired"
+                await self._close_unreceived(conn, ret, order, data.model_dump(mode="json"), "expired", now)
+        return len(due)
+
+    async def _close_unreceived(self, conn: asyncpg.Connection, ret: asyncpg.Record, order: asyncpg.Record,
+                                data: dict[str, Any], outcome: str, now: datetime) -> None:
+        """A return closed before receipt (cancelled or expired): its units may be returned again, and the
+        order's status is what its other returns make it (back to delivered when none is open)."""
+        facts = await repo.order_facts(conn, ret["order_id"])
+        others = [r for r in facts["returns"] if str(r["return_id"]) != str(ret["return_id"])]
+        back = sum(li["quantity"] for r in others for li in (r["received"] or []))
+        open_ = sum(1 for r in others if r["status"] not in ("cancelled", "closed"))
+        got = domain.delivered(order["lines"], facts["shipments"], _deliveries(facts["deliveries"]))
+        closed = ReturnClosedV1(order_id=ret["order_id"], return_id=ret["return_id"], outcome=outcome,
+                                closed_at=now, order_status=domain.order_status_after(got.units, back, open_))
+        await outbox.Outbox(self.saga.producer).write(conn, [outbox.message(
+            RETURNS_EVENTS, new_envelope(closed, producer=self.saga.producer, order_id=ret["order_id"]))])
+        await repo.update_return(conn, ret["return_id"], data, now)
 
     # --- reads ----------------------------------------------------------------------------------------
 
@@ -252,10 +281,11 @@ def _deliveries(rows: list[dict[str, Any]]) -> dict[str | None, datetime]:
 
 
 def _requested(returns: list[dict[str, Any]]) -> dict[str, int]:
-    """Units per SKU in the order's returns that still count (open or completed, not cancelled)."""
+    """Units per SKU in the order's returns that still count (open or completed, not cancelled or
+    expired: their units may be returned again)."""
     units: dict[str, int] = {}
     for r in returns:
-        if r["status"] == "cancelled":
+        if r["status"] == "cancelled" or r.get("outcome") == "expired":
             continue
         for li in r["lines"]:
             units[li["sku"]] = units.get(li["sku"], 0) + li["quantity"]

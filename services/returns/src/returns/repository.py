@@ -69,8 +69,8 @@ async def order_facts(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Recor
                        FROM shipments WHERE order_id = $1), '[]') AS shipments,
              coalesce((SELECT jsonb_agg(jsonb_build_object('shipment_id', shipment_id, 'delivered_at', delivered_at))
                        FROM deliveries WHERE order_id = $1), '[]') AS deliveries,
-             coalesce((SELECT jsonb_agg(jsonb_build_object('return_id', return_id, 'status', status, 'lines', lines,
-                                                           'received', received))
+             coalesce((SELECT jsonb_agg(jsonb_build_object('return_id', return_id, 'status', status, 'outcome', outcome,
+                                                           'lines', lines, 'received', received))
                        FROM returns WHERE order_id = $1), '[]') AS returns""",
         order_id)
 
@@ -100,6 +100,21 @@ async def update_return(conn: asyncpg.Connection, return_id: UUID, data: dict[st
            WHERE return_id = $1""",
         return_id, data["status"], data.get("outcome"), data.get("received") or None, data.get("refund_amount"),
         data["history"], at)
+
+
+async def return_of_replacement(conn: asyncpg.Connection, order_id: UUID) -> UUID | None:
+    return await conn.fetchval("SELECT return_id FROM returns WHERE replacement_order_id = $1", order_id)
+
+
+async def expired_returns(conn: asyncpg.Connection, limit: int) -> list[tuple[UUID, UUID]]:
+    """Returns whose saga ended on the receipt deadline while their row still awaits receipt (a
+    cancellation by the API ends the saga and the row in one transaction): to close as expired."""
+    rows = await conn.fetch(
+        """SELECT r.return_id, r.order_id FROM returns r
+           JOIN saga_instances s ON s.saga_type = 'return' AND s.order_id = r.return_id
+           WHERE r.status = 'awaiting_receipt' AND s.state = 'cancelled'
+           ORDER BY r.return_id LIMIT $1""", limit)
+    return [(r["return_id"], r["order_id"]) for r in rows]
 
 
 async def get_return(conn: asyncpg.Connection, return_id: UUID) -> asyncpg.Record | None:

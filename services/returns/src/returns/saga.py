@@ -1,15 +1,19 @@
 """The return saga as data (on the shared engine, oms_saga): one saga per return, keyed by its
 return_id; its messages carry the order's id (Saga.order_of), so they stay in order with the order's.
 
-    await_receipt  -> (goods received, inspected)       deadline: flagged stuck for the returns desk
-    restock        -> RestockV1 to inventory            resellable units only; passes when there are none
-    refund         -> RefundRequested to billing        awaits RefundCompleted; passes for an exchange
-    exchange       -> ReplacementOrderRequested         awaits the replacement's OrderPlaced; passes for a refund
+    step           sends                       awaits                          deadline -> outcome
+    await_receipt  -                           the desk's receipt (POST)       receipt window -> ends `expired`
+    restock        RestockV1 to inventory      StockRestocked                  sent again, then stuck
+    exchange       ReplacementOrderRequested   the replacement confirmed       sent again, then stuck
+                                               (rejected/cancelled -> refund)  (placed: replacement window)
+    refund         RefundRequested to billing  RefundCompleted                 sent again, then stuck
 
-Cancellable before receipt (ReturnCancellationRequested, an internal event of the API). After
-receipt the goods are back on the desk: nothing is undone automatically, each step is sent again on
-its deadline and then flagged stuck for an operator. Inventory restocks once per restock_id (the
-return_id) and billing refunds once per return_id, so a command sent again never acts twice."""
+Before receipt a return is cancelled (ReturnCancellationRequested, an internal event of the API) or
+expires; both undo only the approval (the label is void, the units may be returned again). After
+receipt the goods are back on the desk and nothing is undone: each step is retried on its deadline
+(inventory restocks once per restock_id = return_id, billing refunds once per return_id) and then
+flagged stuck for an operator; an exchange whose replacement order is rejected or cancelled is
+refunded instead (its compensation). See docs/returns.md."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +25,7 @@ from pydantic import BaseModel
 
 from oms_contracts import billing, inventory, returns
 from oms_contracts.base import Contract
-from oms_contracts.orders import OrderPlacedV1
+from oms_contracts.orders import OrderPlacedV1, OrderStatusChangedV1
 from oms_contracts.topics import BILLING_REQUESTS, commands, events
 from oms_contracts.types import Money
 from oms_saga.definition import (
@@ -35,6 +39,7 @@ from oms_saga.definition import (
     Timeout,
     ignore,
     success,
+    wait,
 )
 
 SAGA_TYPE = "return"
@@ -45,10 +50,16 @@ INVENTORY = commands("inventory")
 
 @dataclass(frozen=True)
 class Deadlines:
-    receipt: float = 45 * 86400.0
+    receipt: float = 30 * 86400.0
     step: float = 30.0
     attempts: int = 3
     refund: float = 86400.0
+    replacement: float = 15 * 86400.0  # a placed replacement may be backordered (14 days) before it is decided
+
+
+# The receipt window passed: the saga ends cancelled with this reason, and the service closes the
+# return as expired (handlers.Returns.settle_expired: it needs the order's other returns).
+EXPIRED = End("cancelled", None, "expired")
 
 
 class ReturnCancellationRequested(Contract):
@@ -90,6 +101,10 @@ class ReturnData(BaseModel):
     location_id: str | None = None
     refund_amount: Money | None = None
     order_status: str | None = None
+    refund_instead: bool = False  # an exchange whose replacement order was rejected or cancelled
+
+    def refunds(self) -> bool:
+        return self.resolution == "refund" or self.refund_instead
 
     def moved(self, status: str, at: datetime) -> None:
         self.status = status
@@ -161,12 +176,25 @@ def on_refund_completed(v: View, e: billing.RefundCompletedV1) -> Outcome:
 
 
 def on_replacement_placed(v: View, e: OrderPlacedV1) -> Outcome:
+    """Placed is not yet kept: the replacement may still be rejected (out of stock) or cancelled."""
     if e.order_id != v.data.replacement_order_id:
         return ignore(f"order {e.order_id} is not this return's replacement")
+    return wait(timeout="placed", detail=f"replacement order {e.order_id} placed")
+
+
+def on_replacement_status(v: View, e: OrderStatusChangedV1) -> Outcome:
+    if e.order_id != v.data.replacement_order_id:
+        return ignore(f"order {e.order_id} is not this return's replacement")
+    if e.new_status in ("rejected", "cancelled"):
+        # The compensation of the exchange: the customer gets the received units' money back instead.
+        v.data.refund_instead = True
+        return success(detail=f"replacement order {e.new_status} ({e.reason}); refunding instead")
+    if e.new_status != "confirmed":
+        return wait(timeout="placed", detail=f"replacement order {e.new_status}")
     v.data.moved("exchanged", v.now)
     return success(emit=_closing(v, "exchanged", returns.ReturnExchangedV1(
         order_id=v.data.order_id, return_id=v.data.return_id, replacement_order_id=e.order_id, exchanged_at=v.now,
-    )), detail=f"replacement order {e.order_id} placed")
+    )), detail=f"replacement order {e.order_id} confirmed")
 
 
 def _closing(v: View, outcome: str, event: Contract) -> tuple[Send, ...]:
@@ -198,15 +226,17 @@ def return_saga(d: Deadlines = Deadlines(), *, producer: str = PRODUCER) -> Saga
         cancel_on=frozenset({ReturnCancellationRequested}), cancel=cancel_policy,
         steps=(
             Step("await_receipt", events={returns.ReturnReceivedV1: on_received},
-                 timeout=Timeout(d.receipt, 1, "stuck")),
+                 timeout=Timeout(d.receipt, 1, EXPIRED)),
             Step("restock", command=Command(INVENTORY, restock), replies={inventory.StockRestockedV1: on_restocked},
                  passes_if=lambda v: not v.data.resellable(), timeout=step),
+            Step("exchange", command=Command(RETURNS_EVENTS, replacement_requested),
+                 events={OrderPlacedV1: on_replacement_placed, OrderStatusChangedV1: on_replacement_status},
+                 passes_if=lambda v: v.data.resolution != "exchange", timeout=step,
+                 timeouts={"placed": Timeout(d.replacement, 1, "stuck")}),
+            # Last, so that an exchange whose replacement was rejected falls back to it.
             Step("refund", command=Command(BILLING_REQUESTS, refund_requested),
                  events={billing.RefundCompletedV1: on_refund_completed},
-                 passes_if=lambda v: v.data.resolution != "refund",
+                 passes_if=lambda v: not v.data.refunds(),
                  timeout=Timeout(d.refund, d.attempts, "stuck")),
-            Step("exchange", command=Command(RETURNS_EVENTS, replacement_requested),
-                 events={OrderPlacedV1: on_replacement_placed},
-                 passes_if=lambda v: v.data.resolution != "exchange", timeout=step),
         ),
     )

@@ -12,10 +12,14 @@ class Settings(ServiceSettings):
     # (RETURN_WINDOW_DAYS_BY_CHANNEL='{"pos": 14}').
     return_window_days: float = Field(default=30.0, ge=0)
     return_window_days_by_channel: dict[str, float] = Field(default_factory=dict)
-    # Goods not received this long after approval: the return is flagged stuck for the returns desk.
-    receipt_timeout_seconds: float = Field(default=45 * 86400.0, gt=0)
+    # Goods not received this many days after approval: the return closes as expired (its units may
+    # be returned again).
+    return_receipt_days: float = Field(default=30.0, gt=0)
     # A participant's reply (inventory's restock, the replacement order) is awaited this long, the
     # command sent again up to STEP_MAX_ATTEMPTS times, then the return is flagged stuck.
+    # A placed replacement order is awaited this long to be confirmed (it may be backordered), or
+    # rejected or cancelled (then refunded instead), then the return is flagged stuck.
+    replacement_timeout_seconds: float = Field(default=15 * 86400.0, gt=0)
     step_timeout_seconds: float = Field(default=30.0, gt=0)
     step_max_attempts: int = Field(default=3, ge=1)
     # The billing system's RefundCompleted is awaited this long per RefundRequested (sent again up to
@@ -38,5 +42,6 @@ class Settings(ServiceSettings):
         return self.return_window_days_by_channel.get(channel, self.return_window_days)
 
     def deadlines(self) -> Deadlines:
-        return Deadlines(receipt=self.receipt_timeout_seconds, step=self.step_timeout_seconds,
-                         attempts=self.step_max_attempts, refund=self.refund_timeout_seconds)
+        return Deadlines(receipt=self.return_receipt_days * 86400.0, step=self.step_timeout_seconds,
+                         attempts=self.step_max_attempts, refund=self.refund_timeout_seconds,
+                         replacement=self.replacement_timeout_seconds)
