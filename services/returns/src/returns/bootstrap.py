@@ -30,14 +30,17 @@ PRODUCES = (events("returns"), BILLING_REQUESTS, commands("inventory"))
 class ReturnsRunner(SagaRunner):
     """The saga runner whose deadline tick also closes the returns it expired (their closing needs the
     order's other returns, so the service does it right after, in its own transaction: a crash in
-    between leaves the saga ended and the row awaiting receipt, which the next tick closes)."""
+    between leaves the saga ended and the row awaiting receipt, closed on the first tick after the
+    restart). Looked for only after a tick that applied deadlines, not on every idle tick."""
 
     settle: Callable[[asyncpg.Pool], Awaitable[int]] | None = None
+    _settled_once = False
 
     async def tick(self, outbox: Outbox, pool: asyncpg.Pool, *, limit: int = 200) -> int:
         n = await super().tick(outbox, pool, limit=limit)
-        if self.settle is not None:
+        if self.settle is not None and (n or not self._settled_once):
             await self.settle(pool)
+            self._settled_once = True
         return n
 
 

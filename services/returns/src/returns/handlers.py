@@ -204,7 +204,7 @@ class Returns:
             row = await repo.get_return(conn, return_id)
         return return_view(row)
 
-    async def settle_expired(self, pool: asyncpg.Pool, limit: int = 200) -> int:
+    async def settle_expired(self, pool: asyncpg.Pool, limit: int = 5000) -> int:
         """Closes as expired the returns whose saga ended on the receipt deadline (the ticker ends the
         saga; this needs the order's other returns for its status). Returns how many."""
         async with pool.acquire() as conn:
