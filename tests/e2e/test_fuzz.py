@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import ADMIN_TOKEN
-from tests.support.system import SERVICES, System
+from tests.support.services import ADMIN_TOKEN, service_table
+from tests.support.system import System
 
 pytestmark = pytest.mark.infra
 
-FUZZED = (*SERVICES, "tracking")
+FUZZED = tuple(service_table())  # every service of deploy/services.conf
 EXAMPLES = os.environ.get("OMS_FUZZ_EXAMPLES", "3")
 PHASES = os.environ.get("OMS_FUZZ_PHASES", "examples,fuzzing")
 SEED = os.environ.get("OMS_FUZZ_SEED", "13")
