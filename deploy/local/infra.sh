@@ -6,7 +6,7 @@
 #   test - Kafka 19092, PostgreSQL 55433, data in .local/test (make test; wiped when started afresh,
 #          reused as they are when already running, since every test makes its own databases)
 # The dev profile also runs Zipkin (the trace UI, 127.0.0.1:9411) unless OMS_ZIPKIN=0.
-# Usage: infra.sh <dev|test> <start|stop|status|clean|env|jars|restart-kafka|restart-postgres>
+# Usage: infra.sh <dev|test> <start|stop|status|clean|env|jars|zipkin-jar|restart-kafka|restart-postgres>
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PROFILE=${1:?profile dev|test}; CMD=${2:?command}
@@ -142,15 +142,19 @@ ZIPKIN_VERSION=3.6.1
 ZIPKIN_JAR="$ROOT/.cache/zipkin/zipkin-server-$ZIPKIN_VERSION-exec.jar"
 ZIPKIN_PORT=${ZIPKIN_PORT:-9411}
 
+ensure_zipkin_jar() {
+  if [ ! -f "$ZIPKIN_JAR" ]; then
+    ensure_java
+    log "fetching the Zipkin server from Maven Central into .cache/zipkin (first run only)" >&2
+    mvn -q -B -f "$ROOT/deploy/local/zipkin-pom.xml" -Dmaven.repo.local="$M2" dependency:copy \
+      -Dartifact="io.zipkin:zipkin-server:$ZIPKIN_VERSION:jar:exec" -DoutputDirectory="$ROOT/.cache/zipkin" >&2
+  fi
+}
+
 start_zipkin() {
   [ "$PROFILE" = dev ] && [ "${OMS_ZIPKIN:-1}" != 0 ] || return 0
   if alive "$RUN/zipkin.pid"; then log "Zipkin already running on $ZIPKIN_PORT"; return; fi
-  if [ ! -f "$ZIPKIN_JAR" ]; then
-    ensure_java
-    log "fetching the Zipkin server from Maven Central into .cache/zipkin (first run only)"
-    mvn -q -B -f "$ROOT/deploy/local/zipkin-pom.xml" -Dmaven.repo.local="$M2" dependency:copy \
-      -Dartifact="io.zipkin:zipkin-server:$ZIPKIN_VERSION:jar:exec" -DoutputDirectory="$ROOT/.cache/zipkin"
-  fi
+  ensure_zipkin_jar
   log "starting Zipkin (in-memory storage) on 127.0.0.1:$ZIPKIN_PORT"
   QUERY_PORT=$ZIPKIN_PORT STORAGE_TYPE=mem MEM_MAX_SPANS=200000 nohup java -Xms64m -Xmx384m -XX:+UseSerialGC \
     -Darmeria.ports[0].ip=127.0.0.1 -Darmeria.ports[0].port="$ZIPKIN_PORT" -Darmeria.ports[0].protocols[0]=http -jar "$ZIPKIN_JAR" > "$LOGS/zipkin.log" 2>&1 &
@@ -193,7 +197,8 @@ case "$CMD" in
     alive "$RUN/kafka.pid" && echo "kafka: running on $KAFKA_PORT" || echo "kafka: stopped"
     port_open "$PG_PORT" && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"
     [ "$PROFILE" = dev ] && { alive "$RUN/zipkin.pid" && echo "zipkin: running on $ZIPKIN_PORT" || echo "zipkin: stopped"; } ;;
-  jars) ensure_kafka_jars; echo "$KAFKA_LIBS" ;;  # the Kafka jars (broker and tools), fetched if missing
+  jars) ensure_kafka_jars; echo "$KAFKA_LIBS" ;;
+  zipkin-jar) ensure_zipkin_jar; echo "$ZIPKIN_JAR" ;;  # the Zipkin server (tests/support/zipkin.py), fetched if missing  # the Kafka jars (broker and tools), fetched if missing
   clean) "$0" "$PROFILE" stop; log "removing $STATE"; rm -rf "$STATE" ;;
   env)
     echo "KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"; echo "PG_ADMIN_DSN=postgresql://$PG_SUPERUSER@127.0.0.1:$PG_PORT/postgres"

@@ -18,7 +18,8 @@ inbox makes the redelivery harmless.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -247,14 +248,17 @@ class BatchProcessor:
         await state.load(conn, envelopes)
         return state
 
-    def _span(self, msg: Message) -> Any:
+    @contextmanager
+    def _span(self, msg: Message) -> Iterator[None]:
+        """The message's consumer span, with its order on every span and log line inside."""
         rec, env = msg.record, msg.envelope
-        span = self._tracer.start_as_current_span(
+        order_id = str(env.order_id)
+        with telemetry.order_scope(order_id), self._tracer.start_as_current_span(
             f"consume {env.event_type}", context=telemetry.extract_context(rec.headers),
             kind=telemetry.trace.SpanKind.CONSUMER,
-            attributes={"messaging.destination.name": rec.topic, "oms.order_id": str(env.order_id)},
-        )
-        return span
+            attributes={"messaging.destination.name": rec.topic, telemetry.ORDER_ID: order_id},
+        ):
+            yield
 
     async def _apply_isolated(
         self, conn: asyncpg.Connection, msg: Message, handler: Handler, outgoing: list[OutgoingMessage],

@@ -202,6 +202,8 @@ class PlatformMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started = True
+                # Every answer names its trace (CONTRACT.md: capture's is the order's trace).
+                message["headers"] = [*message.get("headers", ()), (b"traceparent", traceparent)]
             await send(message)
 
         t0 = time.perf_counter()
@@ -209,6 +211,7 @@ class PlatformMiddleware:
         with self.tracer.start_as_current_span(
             scope["method"], context=ctx, kind=trace.SpanKind.SERVER, record_exception=False
         ) as span:
+            traceparent = telemetry.traceparent(span).encode()
             try:
                 await self.app(scope, limited_receive, tracked_send)
             except Exception:
@@ -226,6 +229,9 @@ class PlatformMiddleware:
                 span.set_attribute("http.request.method", scope["method"])
                 span.set_attribute("http.route", route_path)
                 span.set_attribute("http.response.status_code", status)
+                order_id = (scope.get("path_params") or {}).get("order_id")
+                if order_id is not None:
+                    span.set_attribute(telemetry.ORDER_ID, str(order_id))
         if status < 500 and (outage := getattr(scope.get("app"), "state", None)) is not None:
             outage = getattr(outage, "database_outage", None)
             if outage is not None and outage.since is not None:

@@ -200,6 +200,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.retention_seconds = retention_seconds
         self.inbox_retention_seconds = inbox_retention_seconds
+        self._tracer = telemetry.tracer("oms.outbox")
         self.topic_prefix = topic_prefix  # rows hold the topics of CONTRACT.md; Kafka gets prefix + topic
         # Published rows are marked sent at most this often, in one statement (reads skip them until then).
         self.mark_interval = mark_interval
@@ -346,6 +347,17 @@ class OutboxRelay:
             metrics.OUTBOX_LAG.set(await conn.fetchval(
                 "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"))
 
+    def _publish_span(self, topic: str, key: str, headers: list[tuple[str, bytes]], spans: list) -> list:
+        """A producer span continuing the trace the row was written in; the message carries the span's
+        own traceparent, so consumers' spans are its children (capture -> relay -> Kafka -> consumer)."""
+        span = self._tracer.start_span(
+            f"publish {topic}", context=telemetry.extract_context(headers), kind=telemetry.SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": topic, telemetry.ORDER_ID: key},
+        )
+        spans.append(span)
+        parent = telemetry.traceparent(span).encode()
+        return [(k, v) for k, v in headers if k != "traceparent"] + [("traceparent", parent)]
+
     async def _publish(self, rows: list[asyncpg.Record]) -> dict[int, str]:
         """Publishes the rows, queueing every message first and then waiting for all acknowledgements
         (no wait per message). Returns the rows Kafka refused for good (id -> error), to be parked;
@@ -354,8 +366,11 @@ class OutboxRelay:
         assert self.producer is not None
         parked: dict[int, str] = {}
         sent: list[tuple[asyncpg.Record, asyncio.Future]] = []
+        spans = [] if telemetry.enabled() else None  # no per-message work when nothing is exported
         for r in rows:
             headers = [(k, v.encode()) for k, v in r["headers"]]
+            if spans is not None:
+                headers = self._publish_span(r["topic"], r["key"], headers, spans)
             try:
                 future = await self.producer.send(
                     self.topic_prefix + r["topic"], value=r["value"], key=r["key"].encode(), headers=headers
@@ -365,6 +380,8 @@ class OutboxRelay:
                 continue
             sent.append((r, future))
         results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        for span in spans or ():
+            span.end()
         failure: BaseException | None = None
         for (r, _), result in zip(sent, results, strict=True):
             if isinstance(result, PERMANENT_ERRORS):

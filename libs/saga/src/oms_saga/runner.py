@@ -17,7 +17,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from oms_contracts import Envelope
-from oms_platform import faults
+from oms_platform import faults, telemetry
 from oms_platform.consumer import ConsumerSpec, Handler, Message, UnitOfWork
 from oms_platform.outbox import Outbox
 from oms_saga import engine, metrics, store
@@ -105,6 +105,7 @@ class SagaRunner:
         # Counted before the batch commits (the platform has no after-commit hook): a batch that is
         # rolled back and redelivered counts twice.
         metrics.observe(self.saga.name, tr)
+        trace_steps(self.saga.name, tr)
         return tr
 
     async def tick(self, outbox: Outbox, pool: asyncpg.Pool, *, limit: int = 200) -> int:
@@ -134,7 +135,23 @@ class SagaRunner:
             faults.crash_point("saga.tick_before_commit")
         for tr in done:
             metrics.observe(self.saga.name, tr)
+            trace_steps(self.saga.name, tr)
         return len(states)
+
+
+def trace_steps(saga_type: str, tr: Transition) -> None:
+    """A span per step row the decision opened or closed (step, attempt, outcome; `started` for a
+    step still running), in the trace of the message or deadline that moved the saga."""
+    if not telemetry.enabled() or tr.state is None:
+        return
+    tracer = telemetry.tracer("oms.saga")
+    for seq in sorted(tr.steps):
+        row = tr.steps[seq]
+        tracer.start_span(f"saga {saga_type} {row.step}", attributes={
+            "oms.saga.type": saga_type, "oms.saga.step": row.step, "oms.saga.seq": seq, "oms.saga.kind": row.kind,
+            "oms.saga.attempt": row.attempts, "oms.saga.outcome": row.outcome or "started",
+            telemetry.ORDER_ID: str(tr.state.order_id),
+        }).end()
 
 
 class DeadlineTicker:

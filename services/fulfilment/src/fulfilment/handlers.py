@@ -37,6 +37,7 @@ from oms_contracts.fulfilment import (
 from oms_contracts.inventory import StockLine
 from oms_contracts.orders import Address
 from oms_contracts.topics import events
+from oms_platform import telemetry
 from oms_platform.errors import Conflict, InvalidTransition, NotFound, Violation
 from oms_platform.ids import uuid7
 from oms_platform.outbox import Outbox, UnitOfWork
@@ -133,6 +134,7 @@ class Fulfilment:
         carrier = self.carriers.get(rule.carrier)
         now = datetime.now(UTC)
         rows = []
+        order_trace = telemetry.traceparent() if telemetry.enabled() else None
         # Ids ascending in plan order, so every later read (ordered by id) lists them as first replied.
         for planned, shipment_id in zip(plan, sorted(uuid7() for _ in plan), strict=True):
             booking = await carrier.create_shipment(BookingRequest(
@@ -145,6 +147,7 @@ class Fulfilment:
                 "lines": [li.model_dump() for li in planned.lines], "shipping_method": cmd.shipping_method,
                 "shipping_address": address.model_dump(), "carrier": rule.carrier, "service": rule.service,
                 "tracking_number": booking.tracking_number, "label_pdf": booking.label_pdf, "created_at": now,
+                "order_traceparent": order_trace,
             })
         batch.pending.extend(rows)
         batch.states[cmd.order_id] = (None, True)
@@ -195,6 +198,8 @@ class Fulfilment:
                         "status", f"must_be_{refused.needed}", f"current status is {refused.current}")]) from None
                 # The status moved on between the two statements: report what it is now.
                 raise InvalidTransition(f"shipment {shipment_id} is {current['status']}")
+            # The request's span and log lines are found by the order, and its trace links to the order's.
+            telemetry.set_order_id(row["order_id"], link=row["order_traceparent"])
             uow.emit(EVENTS, _transition_event(row, expected, new, now), order_id=row["order_id"])
         return shipment_view(row)
 

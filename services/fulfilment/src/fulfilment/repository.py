@@ -10,7 +10,7 @@ from oms_platform.db import json_text as _json
 from oms_platform.sql import Where
 
 COLUMNS = """shipment_id, order_id, location_id, lines, status, shipping_method, shipping_address, carrier,
-    service, tracking_number, created_at, updated_at, dispatched_at"""
+    service, tracking_number, created_at, updated_at, dispatched_at, order_traceparent"""
 # Namespace of the per-order advisory locks (two-key form: apart from the platform's one-key locks).
 _ORDER_LOCK_CLASS = 8003
 
@@ -62,15 +62,16 @@ async def insert_shipments(conn: asyncpg.Connection, rows: list[dict[str, Any]])
         return
     await conn.execute(
         """INSERT INTO shipments (shipment_id, order_id, location_id, lines, shipping_method, shipping_address,
-               carrier, service, tracking_number, label_pdf, created_at, updated_at)
-           SELECT s, o, loc, li::jsonb, m, a::jsonb, c, sv, t, pdf, at, at
+               carrier, service, tracking_number, label_pdf, created_at, updated_at, order_traceparent)
+           SELECT s, o, loc, li::jsonb, m, a::jsonb, c, sv, t, pdf, at, at, tp
            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::text[], $9::text[], $10::bytea[], $11::timestamptz[])
-                AS u(s, o, loc, li, m, a, c, sv, t, pdf, at)""",
+                       $8::text[], $9::text[], $10::bytea[], $11::timestamptz[], $12::text[])
+                AS u(s, o, loc, li, m, a, c, sv, t, pdf, at, tp)""",
         [r["shipment_id"] for r in rows], [r["order_id"] for r in rows], [r["location_id"] for r in rows],
         [_json(r["lines"]) for r in rows], [r["shipping_method"] for r in rows],
         [_json(r["shipping_address"]) for r in rows], [r["carrier"] for r in rows], [r["service"] for r in rows],
         [r["tracking_number"] for r in rows], [r["label_pdf"] for r in rows], [r["created_at"] for r in rows],
+        [r.get("order_traceparent") for r in rows],
     )
 
 

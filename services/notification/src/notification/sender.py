@@ -136,7 +136,8 @@ class Sender:
         if sub is not None:
             lane.per_subscription[sub] = lane.per_subscription.get(sub, 0) + 1
         work = self._email(row) if lane.channel == "email" else self._webhook(row)
-        task = asyncio.create_task(work, name=f"notification-{nid}")
+        with telemetry.order_scope(row["order_id"]):  # the task's spans and log lines name the order
+            task = asyncio.create_task(work, name=f"notification-{nid}")
         lane.inflight[nid] = task
 
         def done(_: asyncio.Task) -> None:

@@ -18,7 +18,7 @@ from oms_contracts import Envelope
 from oms_contracts.channels import ChannelKeyIssuedV1, ChannelKeyRevokedV1
 from oms_contracts.orders import OrderCancellationRequestedV1, OrderPlacedV1
 from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
-from oms_platform import outbox
+from oms_platform import outbox, telemetry
 from oms_platform.channel_keys import key_hash
 from oms_platform.errors import Conflict, NotFound, RuleBroken, Violation
 from oms_platform.ids import uuid7
@@ -169,6 +169,7 @@ async def place_order(pool: asyncpg.Pool, out: Outbox, order: OrderIn, idempoten
     if errors:
         raise RuleBroken.of(errors)
     p = placement(order, uuid7(), out.producer)
+    telemetry.set_order_id(p.row["order_id"])  # the request's span, its database spans and log lines
     row, view, digest = p.row, p.view, p.digest
     async with pool.acquire() as conn:
         try:

@@ -16,7 +16,7 @@ from oms_contracts import new_envelope
 from oms_contracts.inventory import StockLine
 from oms_contracts.orders import Address
 from oms_contracts.returns import ReceivedLine, ReturnApprovedV1, ReturnClosedV1, ReturnLine, ReturnReceivedV1
-from oms_platform import outbox
+from oms_platform import outbox, telemetry
 from oms_platform.channel_keys import Caller
 from oms_platform.errors import Conflict, NotFound, RuleBroken, Violation
 from oms_platform.ids import uuid7
@@ -69,6 +69,7 @@ class Returns:
         """Approves an eligible return (422 naming each refused line's rule otherwise), books its label and
         starts its saga, all in one transaction under the order's lock. Returns (view, created)."""
         order_id = UUID(body.order_id)
+        telemetry.set_order_id(order_id)  # the request's span and log lines: found by the order
         digest = hashlib.sha256(orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).digest()
         now = datetime.now(UTC)
         async with pool.acquire() as conn, conn.transaction():
@@ -153,6 +154,7 @@ class Returns:
         async with pool.acquire() as conn, conn.transaction():
             ret = _visible(await repo.get_return(conn, return_id), Caller(operator=True, channel=None),
                            f"return {return_id}")
+            telemetry.set_order_id(ret["order_id"])
             order = _visible(await repo.lock_order(conn, ret["order_id"]), Caller(operator=True, channel=None),
                              f"order {ret['order_id']}")
             state = await store.load(conn, self.saga.name, return_id)
@@ -190,6 +192,7 @@ class Returns:
         now = datetime.now(UTC)
         async with pool.acquire() as conn, conn.transaction():
             ret = _visible(await repo.get_return(conn, return_id), caller, f"return {return_id}")
+            telemetry.set_order_id(ret["order_id"])
             order = _visible(await repo.lock_order(conn, ret["order_id"]), caller, f"order {ret['order_id']}")
             state = await store.load(conn, self.saga.name, return_id)
             assert state is not None

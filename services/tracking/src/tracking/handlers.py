@@ -14,7 +14,7 @@ from oms_contracts import Envelope, new_envelope, orders
 from oms_contracts.fulfilment import ShipmentDeliveredV1, ShipmentsCreatedV1
 from oms_contracts.topics import events
 from oms_contracts.tracking import CarrierScanRecordedV1, ScanStatus, ShipmentDeliveryFailedV1
-from oms_platform import links
+from oms_platform import links, telemetry
 from oms_platform.channel_keys import Caller
 from oms_platform.errors import NotFound, Violation
 from oms_platform.fields import Timestamp
@@ -109,6 +109,7 @@ class Tracking:
                 message = f"unknown tracking number {scan.tracking_number} for carrier {scan.carrier}"
                 raise NotFound(message, [Violation("tracking_number", "known_tracking_number", message)])
             order_id, shipment_id = ship["order_id"], ship["shipment_id"]
+            telemetry.set_order_id(order_id)  # the scan's span and log lines: found by the order
             event_id = uuid7()
             if not await repo.insert_scan(conn, carrier=scan.carrier, carrier_event_id=scan.event_id,
                                           shipment_id=shipment_id, order_id=order_id, status=scan.status,
