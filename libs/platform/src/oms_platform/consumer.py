@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -190,19 +190,20 @@ class BatchProcessor:
                             dead.append((msg.record, msg.envelope.event_id))
                         outcomes.append(outcome)
                 elif todo:
-                    state = await self._batch_level(self._load(conn, [msg.envelope for msg, _ in todo]))
-                    for msg, handler in todo:
-                        try:
-                            with self._span(msg):
-                                await handler(msg, UnitOfWork(conn, self.outbox.producer, state, msg.envelope,
-                                                              outgoing))
-                        except INFRA_ERRORS:
-                            raise
-                        except Exception as exc:
-                            raise _HandlerFailed(msg.envelope.event_id) from exc
-                        outcomes.append("applied")
-                    if state is not None:
-                        await self._batch_level(state.flush(conn))
+                    with self._batch_span(todo):
+                        state = await self._batch_level(self._load(conn, [msg.envelope for msg, _ in todo]))
+                        for msg, handler in todo:
+                            try:
+                                with self._span(msg):
+                                    await handler(msg, UnitOfWork(conn, self.outbox.producer, state, msg.envelope,
+                                                                  outgoing))
+                            except INFRA_ERRORS:
+                                raise
+                            except Exception as exc:
+                                raise _HandlerFailed(msg.envelope.event_id) from exc
+                            outcomes.append("applied")
+                        if state is not None:
+                            await self._batch_level(state.flush(conn))
                 if claim_first:
                     written = await self.outbox.write(conn, outgoing)
                 else:
@@ -247,6 +248,24 @@ class BatchProcessor:
         state = self.spec.batch_state()
         await state.load(conn, envelopes)
         return state
+
+    @contextmanager
+    def _batch_span(self, todo: list[tuple[Message, Handler]]) -> Iterator[None]:
+        """When tracing: the batch's own database calls (its state's load and flush) in the trace of its
+        first message, linked to the others' (no span at all otherwise)."""
+        if not telemetry.enabled():
+            yield
+            return
+        first, *rest = (msg for msg, _ in todo)
+        links = [telemetry.Link(telemetry.trace.get_current_span(telemetry.extract_context(m.record.headers))
+                                .get_span_context()) for m in rest]
+        one_order = all(m.envelope.order_id == first.envelope.order_id for m in rest)
+        scope = telemetry.order_scope(first.envelope.order_id) if one_order else nullcontext()
+        with scope, self._tracer.start_as_current_span(
+            f"batch {self.spec.name}", context=telemetry.extract_context(first.record.headers), links=links,
+            attributes={"messaging.batch.message_count": len(todo)},
+        ):
+            yield
 
     @contextmanager
     def _span(self, msg: Message) -> Iterator[None]:
