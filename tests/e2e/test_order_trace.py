@@ -38,7 +38,9 @@ async def zipkin(log_dir: Path) -> AsyncIterator[Zipkin]:
 @pytest.fixture(scope="module")
 async def system(infra, log_dir, zipkin: Zipkin) -> AsyncIterator[System]:
     smtp = SmtpSink().start()
-    traced = {"ZIPKIN_ENDPOINT": zipkin.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    # INFO and unbuffered: the test reads the services' log lines while they run.
+    traced = {"ZIPKIN_ENDPOINT": zipkin.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200", "PYTHONUNBUFFERED": "1",
+              "LOG_LEVEL": "INFO"}
     env = {name: dict(traced) for name in ALL}
     env["tracking"].update(TRACKING_ENV)
     env["returns"]["TICK_INTERVAL_SECONDS"] = "0.2"

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -366,7 +366,7 @@ class OutboxRelay:
         assert self.producer is not None
         parked: dict[int, str] = {}
         sent: list[tuple[asyncpg.Record, asyncio.Future]] = []
-        spans = [] if telemetry.enabled() else None  # no per-message work when nothing is exported
+        spans: list[Any] | None = [] if telemetry.enabled() else None  # no per-message work when nothing is exported
         for r in rows:
             headers = [(k, v.encode()) for k, v in r["headers"]]
             if spans is not None:
