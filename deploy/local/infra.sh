@@ -197,8 +197,8 @@ case "$CMD" in
     alive "$RUN/kafka.pid" && echo "kafka: running on $KAFKA_PORT" || echo "kafka: stopped"
     port_open "$PG_PORT" && echo "postgres: running on $PG_PORT" || echo "postgres: stopped"
     [ "$PROFILE" = dev ] && { alive "$RUN/zipkin.pid" && echo "zipkin: running on $ZIPKIN_PORT" || echo "zipkin: stopped"; } ;;
-  jars) ensure_kafka_jars; echo "$KAFKA_LIBS" ;;
-  zipkin-jar) ensure_zipkin_jar; echo "$ZIPKIN_JAR" ;;  # the Zipkin server (tests/support/zipkin.py), fetched if missing  # the Kafka jars (broker and tools), fetched if missing
+  jars) ensure_kafka_jars; echo "$KAFKA_LIBS" ;;  # the Kafka jars (broker and tools), fetched if missing
+  zipkin-jar) ensure_zipkin_jar; echo "$ZIPKIN_JAR" ;;  # the Zipkin server (tests/support/zipkin.py), fetched if missing
   clean) "$0" "$PROFILE" stop; log "removing $STATE"; rm -rf "$STATE" ;;
   env)
     echo "KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT"; echo "PG_ADMIN_DSN=postgresql://$PG_SUPERUSER@127.0.0.1:$PG_PORT/postgres"
