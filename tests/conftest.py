@@ -5,9 +5,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.infra import ROOT, Infra, start_infra
 from tests.support.services import ADMIN_TOKEN, ServiceProcess
+
+# Property tests judge correctness, not speed: no per-example deadline (CI's 2 cores run Kafka,
+# PostgreSQL and service processes beside them, and a slow example is not a wrong one).
+settings.register_profile("oms", deadline=None)
+settings.load_profile("oms")
 
 
 @pytest.fixture(scope="session")
