@@ -32,6 +32,10 @@ async def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends() -> No
     collect = _Collect()
     collect.addFilter(outage)
     root = logging.getLogger()
+    # Filters of services started in this process earlier would report the same outage too.
+    others = [(h, f) for h in root.handlers for f in h.filters if isinstance(f, KafkaOutageLog)]
+    for h, f in others:
+        h.removeFilter(f)
     root.addHandler(collect)
     old_level = root.level
     root.setLevel(logging.INFO)
@@ -64,3 +68,15 @@ async def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends() -> No
         await outage.stop()
         root.removeHandler(collect)
         root.setLevel(old_level)
+        for h, f in others:
+            h.addFilter(f)
+
+
+async def test_a_stopped_filter_leaves_the_handlers() -> None:
+    from oms_platform.kafka_outages import install
+
+    outage = install("127.0.0.1:1")
+    handlers = list(outage.handlers)
+    assert all(outage in h.filters for h in handlers)
+    await outage.stop()
+    assert not any(outage in h.filters for h in handlers)

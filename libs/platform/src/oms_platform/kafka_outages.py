@@ -31,6 +31,7 @@ class KafkaOutageLog(logging.Filter):
         self.last_trouble = 0.0
         self.suppressed = 0
         self._probe: asyncio.Task | None = None
+        self.handlers: list[logging.Handler] = []  # where install() put it
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("aiokafka") or record.levelno < logging.WARNING:
@@ -76,6 +77,9 @@ class KafkaOutageLog(logging.Filter):
                 self.down_since = None
 
     async def stop(self) -> None:
+        for handler in self.handlers:  # a stopped service's filter must not act on later records
+            handler.removeFilter(self)
+        self.handlers = []
         if self._probe is not None:
             self._probe.cancel()
             await asyncio.gather(self._probe, return_exceptions=True)
@@ -86,4 +90,5 @@ def install(bootstrap_servers: str) -> KafkaOutageLog:
     outage = KafkaOutageLog(bootstrap_servers)
     for handler in logging.getLogger().handlers:
         handler.addFilter(outage)
+        outage.handlers.append(handler)
     return outage
