@@ -28,6 +28,8 @@ PY="$ROOT/.venv/bin/python"
 mkdir -p "$RUN" "$LOGS"
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Ready, and what /readyz reports without requiring it ("details": order capture's consumers) is up too.
+all_up() { local body; body=$(curl -sf "http://127.0.0.1:$1/readyz") && ! grep -qE '"details":\{[^}]*"(waiting|error)' <<<"$body"; }
 services() { grep -vE '^\s*(#|$)' "$CONF"; }
 STEP=${REPLICA_PORT_STEP:-100}
 
@@ -132,11 +134,11 @@ case "$CMD" in
     done < <(instances)
     while read -r inst name module port db; do
       for _ in $(seq 1 120); do
-        if curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; then echo "[services] $inst ready: http://127.0.0.1:$port"; break; fi
+        if all_up "$port"; then echo "[services] $inst ready: http://127.0.0.1:$port"; break; fi
         alive "$RUN/$inst.pid" || { echo "$inst exited; last lines of $LOGS/$inst.log:" >&2; tail -20 "$LOGS/$inst.log" >&2; exit 1; }
         sleep 0.5
       done
-      curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "$inst not ready after 60s; see $LOGS/$inst.log" >&2; exit 1; }
+      all_up "$port" || { echo "$inst not ready after 60s; see $LOGS/$inst.log" >&2; exit 1; }
     done < <(instances) ;;
   down)
     for inst in $(recorded); do stop_service "$inst"; done

@@ -76,7 +76,10 @@ class ServiceProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited ({self.proc.returncode}); log:\n{self.tail()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                resp = httpx.get(f"{self.url}/readyz", timeout=1)
+                # Also what readiness reports without requiring it (order capture's consumers joined):
+                # the tests read what its consumers write.
+                if resp.status_code == 200 and all(v == "ok" for v in resp.json().get("details", {}).values()):
                     return
             except httpx.HTTPError:
                 pass

@@ -100,7 +100,9 @@ class Faults:
             ok = 0
             for inst in self.stack.instances:
                 try:
-                    ok += (await http.get(f"{inst.url}/readyz", timeout=2)).status_code == 200
+                    resp = await http.get(f"{inst.url}/readyz", timeout=2)
+                    # Back means consuming again too (order capture is ready without its consumers).
+                    ok += resp.status_code == 200 and all(v == "ok" for v in resp.json().get("details", {}).values())
                 except httpx.HTTPError:
                     pass
             if ok == len(self.stack.instances):

@@ -3,7 +3,9 @@ relay and its consumers, wired into one FastAPI app with /healthz, /readyz and /
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import os
+import signal
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,8 +47,13 @@ class ServiceRuntime:
         produces: Sequence[str] = (),
         lib_migrations: Sequence[tuple[str, Path]] = (),
         channel_keys: bool = True,
+        ready_needs: Collection[str] | None = None,
     ):
         self.settings = settings
+        # The checks readiness depends on (None: all of them). The others are reported in /readyz's
+        # body as `details` and do not fail it: order capture takes orders with its database alone
+        # (the outbox holds them while Kafka or its consumer group is not there yet).
+        self.ready_needs = None if ready_needs is None else frozenset(ready_needs)
         self.migrations = migrations
         # Its own copy of the channel keys (oms_platform.channel_keys): operator endpoints tell a
         # channel key (403) from unknown credentials (401), and channel endpoints can check keys.
@@ -65,6 +72,7 @@ class ServiceRuntime:
         self.broker: KafkaBroker | None = None
         self.processors: list[BatchProcessor] = []
         self.subscribers: list = []
+        self._broker_start: asyncio.Task | None = None  # the consumers' start, when readiness needs none
 
     @property
     def name(self) -> str:
@@ -121,10 +129,28 @@ class ServiceRuntime:
                     session_timeout_ms=s.kafka_session_timeout_ms, poll_ms=s.consumer_poll_ms,
                     commit_interval=s.consumer_commit_interval_ms / 1000, group_instance_id=s.kafka_group_instance_id,
                 ))
-            await self.broker.start()
+            if self.ready_needs is None or "consumers" in self.ready_needs:
+                await self.broker.start()  # returns once the groups have handed this process its partitions
+            else:  # serve HTTP meanwhile (a restarted member may wait out a dead one's session)
+                self._broker_start = asyncio.create_task(self._start_broker(), name="broker-start")
         log.info("%s started on %s:%d", s.service_name, s.http_host, s.http_port)
 
+    async def _start_broker(self) -> None:
+        assert self.broker is not None
+        try:
+            await self.broker.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001
+            # As when the start is awaited (the service exits and its supervisor starts it again),
+            # rather than serving on without ever consuming.
+            log.exception("consumers did not start; stopping the service")
+            os.kill(os.getpid(), signal.SIGTERM)
+
     async def stop(self) -> None:
+        if self._broker_start is not None and not self._broker_start.done():
+            self._broker_start.cancel()
+            await asyncio.gather(self._broker_start, return_exceptions=True)
         for sub in self.subscribers:  # what was processed is committed, so a restart does not redo it
             await sub.committer.flush()
         if self.broker is not None:
@@ -221,9 +247,13 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
 
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> ORJSONResponse:
-        checks = await runtime.readiness()
+        found, needs = await runtime.readiness(), runtime.ready_needs
+        checks = {k: v for k, v in found.items() if needs is None or k in needs}
         ok = all(v == "ok" for v in checks.values())
-        return ORJSONResponse({"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+        body: dict[str, object] = {"status": "ready" if ok else "unavailable", "checks": checks}
+        if details := {k: v for k, v in found.items() if k not in checks}:
+            body["details"] = details  # reported, not required (ServiceRuntime.ready_needs)
+        return ORJSONResponse(body, 200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics_endpoint() -> Response:

@@ -20,6 +20,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         consumers=[consumers.STATUS, replacements.REPLACEMENTS],
         produces=[ORDERS_EVENTS, CHANNELS_EVENTS],
         channel_keys=False,  # it issues the keys: its own api_keys table is the source, not a copy
+        # Taking an order needs the database only (stored and announced through the outbox): /readyz
+        # says whether Kafka is reachable and the consumers have joined, without failing on them.
+        ready_needs={"database"},
     )
     keys = ApiKeys(lambda: runtime.pool, runtime.outbox, settings.api_key_cache_seconds)
     app = create_app(runtime, [build_router(keys, settings.oms_admin_token)], title="OMS order capture",
