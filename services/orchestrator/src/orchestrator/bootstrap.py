@@ -6,9 +6,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from oms_contracts.topics import BILLING_REQUESTS, ORDERS_STATUS, commands
-from oms_platform.runtime import ServiceRuntime, create_app
+from oms_platform.runtime import create_app
 from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
-from oms_saga.runner import DeadlineTicker, SagaRunner
+from oms_saga.runner import SagaRunner
+from oms_saga.runtime import SagaRuntime
 from orchestrator import consumers, returns
 from orchestrator.api import API_DESCRIPTION, build_router
 from orchestrator.domain import order_saga
@@ -19,12 +20,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 PRODUCES = (ORDERS_STATUS, BILLING_REQUESTS, commands("inventory"), commands("fulfilment"))
 
 
-class OrchestratorRuntime(ServiceRuntime):
-    """The platform runtime plus the saga deadline ticker, started once the pool exists."""
+class OrchestratorRuntime(SagaRuntime):
+    """The saga runtime (with the deadline ticker) wired with the orchestrator's consumers."""
 
     def __init__(self, settings: Settings, runner: SagaRunner):
         super().__init__(
-            settings,
+            settings, runner,
             # The engine's tables (saga instances and their history) come with the engine, applied as
             # saga/<file>; the orchestrator's own folder holds only what is the orchestrator's.
             migrations=MIGRATIONS,
@@ -32,16 +33,6 @@ class OrchestratorRuntime(ServiceRuntime):
             consumers=[consumers.saga_consumer(runner), returns.RETURNS],
             produces=list(PRODUCES),
         )
-        self.ticker = DeadlineTicker(runner, self.outbox, lambda: self.pool, interval=settings.tick_interval_seconds,
-                                     batch_size=settings.tick_batch_size)
-
-    async def start(self) -> None:
-        await super().start()
-        self.ticker.start()
-
-    async def stop(self) -> None:
-        await self.ticker.stop()
-        await super().stop()
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:

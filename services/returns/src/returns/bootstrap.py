@@ -14,7 +14,8 @@ from oms_platform.http import add_openapi_models
 from oms_platform.outbox import Outbox
 from oms_platform.runtime import ServiceRuntime, create_app
 from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
-from oms_saga.runner import DeadlineTicker, SagaRunner
+from oms_saga.runner import SagaRunner
+from oms_saga.runtime import SagaRuntime
 from returns import consumers
 from returns import repository as repo
 from returns.api import API_DESCRIPTION, build_router
@@ -44,24 +45,14 @@ class ReturnsRunner(SagaRunner):
         return n
 
 
-class ReturnsRuntime(ServiceRuntime):
-    """The platform runtime plus the return sagas' deadline ticker, started once the pool exists."""
+class ReturnsRuntime(SagaRuntime):
+    """The saga runtime (with the return sagas' deadline ticker) wired with the returns consumers."""
 
     def __init__(self, settings: Settings, runner: SagaRunner):
-        super().__init__(settings, migrations=MIGRATIONS, produces=list(PRODUCES),
+        super().__init__(settings, runner, migrations=MIGRATIONS, produces=list(PRODUCES),
                          lib_migrations=[("saga", ENGINE_MIGRATIONS), ChannelKeys.migrations])
         self.keys = ChannelKeys(self, settings.oms_admin_token)
         self.consumers = [consumers.COPIES, consumers.saga_consumer(runner), self.keys.consumer]
-        self.ticker = DeadlineTicker(runner, self.outbox, lambda: self.pool, interval=settings.tick_interval_seconds,
-                                     batch_size=settings.tick_batch_size)
-
-    async def start(self) -> None:
-        await super().start()
-        self.ticker.start()
-
-    async def stop(self) -> None:
-        await self.ticker.stop()
-        await super().stop()
 
 
 def build_carriers(settings: Settings, runtime: ServiceRuntime) -> Carriers:
