@@ -160,6 +160,22 @@ async def mark_failed_attempt(pool: asyncpg.Pool, notification_id: UUID, attempt
     )
 
 
+async def fail_emails_without_recipient(pool: asyncpg.Pool, waited_seconds: float) -> int:
+    """Fails the pending emails whose order's OrderPlaced (the recipient) has not arrived within
+    `waited_seconds` of the email being decided. Returns how many."""
+    rows = await pool.fetch(
+        """UPDATE notifications n SET status = 'failed', updated_at = now(),
+               last_error = 'no recipient: the order''s OrderPlaced did not arrive within '
+                            || $1::float8 || ' s'
+           WHERE n.channel = 'email' AND n.status = 'pending'
+             AND n.created_at < now() - make_interval(secs => $1::float8)
+             AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = n.order_id)
+           RETURNING n.notification_id""",
+        waited_seconds,
+    )
+    return len(rows)
+
+
 async def mark_skipped(pool: asyncpg.Pool, notification_id: UUID, attempt: int, why: str) -> None:
     await pool.execute(
         """UPDATE notifications SET status = 'skipped', attempts = attempts - 1, last_error = $2, updated_at = now()

@@ -56,6 +56,7 @@ class Sender:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._tracer = telemetry.tracer("oms.notification")
+        self._next_orphan_check = 0.0
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -125,10 +126,22 @@ class Sender:
     async def _claim(self, lane: Lane, limit: int) -> list[asyncpg.Record]:
         lease = self.s.sender_lease_seconds
         if lane.channel == "email":
+            await self._fail_orphans()
             return await repo.claim_emails(self.pool, limit, lease)
         cap = self.s.webhook_per_subscription
         busy = [sub for sub, n in lane.per_subscription.items() if n >= cap]
         return await repo.claim_webhooks(self.pool, limit, lease, busy, cap, self.s.webhook_order_settle_seconds)
+
+    async def _fail_orphans(self) -> None:
+        """Now and then (at most every minute): emails still waiting for their order's recipient after
+        EMAIL_RECIPIENT_WAIT_SECONDS are failed rather than left pending for ever."""
+        now, wait = asyncio.get_running_loop().time(), self.s.email_recipient_wait_seconds
+        if now < self._next_orphan_check:
+            return
+        self._next_orphan_check = now + min(60.0, wait / 4)
+        if n := await repo.fail_emails_without_recipient(self.pool, wait):
+            SENT.labels("email", "failed").inc(n)
+            log.warning("%d email(s) failed: their order's OrderPlaced did not arrive within %.0f s", n, wait)
 
     def _spawn(self, lane: Lane, row: asyncpg.Record) -> None:
         nid = row["notification_id"]

@@ -26,6 +26,9 @@ class Settings(ServiceSettings):
     # An SMTP server that is down is retried for a long time (backoff capped at RETRY_MAX_SECONDS).
     email_max_attempts: int = Field(default=100, ge=1)
     email_concurrency: int = Field(default=4, ge=1, le=100)
+    # An email whose order's OrderPlaced (the recipient) has not arrived after this long is failed,
+    # not left pending for ever (the delivery log names why; an operator can redeliver it).
+    email_recipient_wait_seconds: float = Field(default=86_400.0, gt=0)
 
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     webhook_max_attempts: int = Field(default=10, ge=1)
