@@ -108,9 +108,9 @@ async def test_cancel_of_unknown_order_is_404(cap, web):
 
 
 def status_event(order_id: str, new_status: str, changed_at: datetime, *, reason: str | None = None,
-                 old_status: str | None = None) -> Envelope:
+                 old_status: str | None = None, sequence: int | None = None) -> Envelope:
     event = OrderStatusChangedV1(order_id=uuid.UUID(order_id), old_status=old_status, new_status=new_status,
-                                 reason=reason, changed_at=changed_at)
+                                 reason=reason, changed_at=changed_at, sequence=sequence)
     return new_envelope(event, producer="orchestrator", order_id=uuid.UUID(order_id))
 
 
@@ -201,6 +201,32 @@ async def test_redelivered_status_change_has_no_second_effect(cap, web):
 
     assert await order_row(cap, oid) == first
     assert await inbox_count(cap, a.event_id) == 1
+
+
+async def test_the_higher_sequence_wins_whatever_the_clocks_and_the_delivery_order(cap, web):
+    """Two orchestrator processes (or a clock step): the final status is announced with an earlier
+    changed_at than the one before it, and arrives first. The orchestrator's per-order sequence
+    decides, not the time."""
+    order = await cap.place_ok(web)
+    oid = order["order_id"]
+    t0 = later()
+    final = status_event(oid, "cancelled", t0, old_status="confirmed", reason="customer_request", sequence=2)
+    earlier = status_event(oid, "confirmed", t0 + timedelta(minutes=5), old_status="pending", sequence=1)
+
+    await publish(cap, final)
+    await wait_for_status(cap, web, oid, "cancelled")
+    await publish(cap, earlier)  # later by its clock, earlier by its sequence
+    await consumed_past(cap, oid, t0)
+    assert await inbox_count(cap, earlier.event_id) == 1  # consumed, and left the status alone
+    got = (await cap.http.get(f"{cap.url}/v1/orders/{oid}", headers=web.auth)).json()
+    assert (got["status"], got["status_reason"]) == ("cancelled", "customer_request")
+
+    # Both in one batch, the lower sequence last: the higher one still wins.
+    other = (await cap.place_ok(web))["order_id"]
+    await publish(cap, status_event(other, "rejected", t0, old_status="pending", sequence=2),
+                  status_event(other, "confirmed", t0 + timedelta(minutes=5), old_status="pending", sequence=1))
+    await consumed_past(cap, other, t0)
+    assert (await cap.http.get(f"{cap.url}/v1/orders/{other}", headers=web.auth)).json()["status"] == "rejected"
 
 
 async def test_unreadable_status_messages_go_to_the_dead_letter_topic(cap, web):

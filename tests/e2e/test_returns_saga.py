@@ -79,6 +79,10 @@ async def test_refund_of_one_of_two_units(system: System):
         ("await_receipt", "succeeded"), ("restock", "succeeded"), ("exchange", "passed"), ("refund", "succeeded")]
     assert len(restocks(await system.movements(sku), ret["return_id"])) == 1
     assert (await system.order(order_id))["status"] == "partially_returned"
+    # Numbered after the order saga's own statuses (confirmed, shipped, delivered), in the same counter.
+    changes = await system.status_changes(order_id, "partially_returned")
+    assert [(c["new_status"], c["sequence"]) for c in changes][-2:] == [("return_requested", 4),
+                                                                        ("partially_returned", 5)]
 
 
 async def test_a_damaged_unit_is_refunded_but_not_restocked(system: System):

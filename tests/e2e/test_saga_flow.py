@@ -74,6 +74,7 @@ async def test_happy_path_from_placed_to_delivered(system: System):
     changes = await system.status_changes(order_id, "delivered")
     assert [(c["old_status"], c["new_status"]) for c in changes] == [
         ("pending", "confirmed"), ("confirmed", "shipped"), ("shipped", "delivered")]
+    assert [c["sequence"] for c in changes] == [1, 2, 3]  # numbered by the saga, per order
 
     # One capture and one invoice for the shipment, however long one waits.
     await billing.drain(0.5)

@@ -94,6 +94,24 @@ async def test_a_batch_is_written_set_based_and_late_events_move_nothing_back(po
     assert await pool.fetchval("SELECT count(*) FROM timeline WHERE order_id = $1", order_id) == 7
 
 
+async def test_the_higher_status_sequence_wins_whatever_the_clocks(pool):
+    """Statuses numbered by the orchestrator: the final one, stamped earlier by another process's clock,
+    arrives first (its own batch) and then with the earlier one in a batch: it stays."""
+    order_id = uuid4()
+
+    def numbered(old: str, new: str, minutes: int, sequence: int) -> orders.OrderStatusChangedV1:
+        return status(order_id, old, new, minutes).model_copy(update={"sequence": sequence})
+
+    await processor(pool).process(records([("oms.orders.events", placed(order_id)),
+                                           ("oms.orders.status", numbered("confirmed", "cancelled", 1, 2))]))
+    await processor(pool).process(records([("oms.orders.status", numbered("pending", "confirmed", 5, 1))], 2))
+    await processor(pool).process(records([("oms.orders.status", numbered("confirmed", "cancelled", 1, 2)),
+                                           ("oms.orders.status", numbered("pending", "confirmed", 5, 1))], 3))
+    async with pool.acquire() as conn:
+        view = await Tracking(outbox=Outbox("t"), link_secret="s", public_url="http://t").load(conn, order_id, None)
+    assert view["status"] == "cancelled"
+
+
 async def test_an_insert_on_any_connection_wakes_the_orders_streams_also_after_a_lost_connection(
     pool, fresh_db: str
 ):

@@ -4,6 +4,8 @@ from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
+from pydantic import Field
+
 from oms_contracts.base import Contract
 from oms_contracts.types import Money
 
@@ -90,6 +92,11 @@ class OrderCancellationRefusedV1(Contract):
 
 
 class OrderStatusChangedV1(Contract):
+    """`sequence`: the order's status changes numbered 1, 2, 3... by the orchestrator (in the
+    transaction that announces each), so a reader keeps the highest, whatever the delivery order or
+    the clocks of the processes that announced them; absent in events announced before it existed
+    (then `changed_at` orders them)."""
+
     EVENT_TYPE: ClassVar[str] = "OrderStatusChanged"
     EVENT_VERSION: ClassVar[int] = 1
 
@@ -98,3 +105,11 @@ class OrderStatusChangedV1(Contract):
     new_status: OrderStatus
     reason: str | None = None
     changed_at: datetime
+    sequence: int | None = Field(default=None, ge=1)
+
+    def newer_than(self, other: "OrderStatusChangedV1") -> bool:
+        """Whether this change comes after `other` (of the same order): by sequence when both have
+        one, else by time (a tie: this one, the later delivered)."""
+        if self.sequence is not None and other.sequence is not None:
+            return self.sequence > other.sequence
+        return self.changed_at >= other.changed_at

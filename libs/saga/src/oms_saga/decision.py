@@ -58,7 +58,9 @@ class Decision(ABC):
     def announce(self, status: str | None, reason: str | None) -> None:
         if status is None or status == self.s.status:
             return
-        env = self.send(self.saga.status_event(self.s.order_id, self.s.status, status, reason, self.now))
+        self.c.status_seq += 1  # in the saga's row, written in the transaction that publishes the event
+        env = self.send(self.saga.status_event(self.s.order_id, self.s.status, status, reason, self.now,
+                                               self.c.status_seq))
         self.t.status_changes.append(StatusChange(self.s.status, status, reason, env.event_id))
         self.s.status, self.s.status_reason = status, reason
 

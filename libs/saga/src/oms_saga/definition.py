@@ -198,7 +198,8 @@ class Step:
 
 
 CancelPolicy = Callable[[SagaView[Any], Any], "End | Outcome | None"]
-StatusEvent = Callable[[UUID, str | None, str, str | None, datetime], Send]
+# (order_id, old, new, reason, at, sequence): sequence numbers the saga's status changes 1, 2, 3...
+StatusEvent = Callable[[UUID, str | None, str, str | None, datetime, int], Send]
 
 
 @dataclass(frozen=True)

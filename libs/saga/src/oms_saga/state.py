@@ -40,6 +40,9 @@ class Control:
     deferred: list[dict[str, Any]] = field(default_factory=list)  # remembered events
     seq: int = 0  # history row of the current step
     started_at: str | None = None  # when the current step started (ISO 8601)
+    # Status changes announced so far: the next one is numbered status_seq + 1 (its event's `sequence`,
+    # so readers order an order's statuses by it, not by the clock of whichever process announced it).
+    status_seq: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))

@@ -266,9 +266,10 @@ def ignore_with(message: Send, detail: str) -> Outcome:
     return Outcome("ignore", emit=(message,), detail=detail)
 
 
-def status_event(order_id: UUID, old: str | None, new: str, reason: str | None, at: datetime) -> Send:
+def status_event(order_id: UUID, old: str | None, new: str, reason: str | None, at: datetime,
+                 sequence: int) -> Send:
     return Send(ORDERS_STATUS, orders.OrderStatusChangedV1(order_id=order_id, old_status=old, new_status=new,
-                                                           reason=reason, changed_at=at))
+                                                           reason=reason, changed_at=at, sequence=sequence))
 
 
 def order_saga(d: Deadlines = Deadlines(), *, producer: str = PRODUCER) -> Saga:

@@ -23,7 +23,10 @@ async def list_sagas(
     return await conn.fetch(sql, *w.args)
 
 
-async def set_status(conn: asyncpg.Connection, saga_id: UUID, status: str) -> None:
-    """The order's status after its saga ended (its returns): kept on the saga's row."""
-    await conn.execute("UPDATE saga_instances SET status = $2, status_reason = NULL, updated_at = now() "
-                       "WHERE saga_id = $1", saga_id, status)
+async def set_status(conn: asyncpg.Connection, saga_id: UUID, status: str, sequence: int) -> None:
+    """The order's status after its saga ended (its returns), and the number of its announcement
+    (oms_saga.state.Control.status_seq): kept on the saga's row."""
+    await conn.execute(
+        """UPDATE saga_instances SET status = $2, status_reason = NULL, updated_at = now(),
+               control = jsonb_set(control, '{status_seq}', to_jsonb($3::int))
+           WHERE saga_id = $1""", saga_id, status, sequence)

@@ -30,9 +30,10 @@ async def on_return_event(msg: Message, uow: UnitOfWork[None]) -> None:
     if new is None or saga is None or new not in ALLOWED_STATUS_CHANGES.get(saga.status or "", ()):
         return
     at = announced_at(event)
-    await repo.set_status(uow.conn, saga.saga_id, new)
+    sequence = saga.control.status_seq + 1  # numbered after the saga's own (its row is locked)
+    await repo.set_status(uow.conn, saga.saga_id, new, sequence)
     uow.emit(ORDERS_STATUS, OrderStatusChangedV1(order_id=event.order_id, old_status=saga.status,
-                                                 new_status=new, reason=None, changed_at=at))
+                                                 new_status=new, reason=None, changed_at=at, sequence=sequence))
 
 
 RETURNS = ConsumerSpec(

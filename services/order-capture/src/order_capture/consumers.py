@@ -1,8 +1,9 @@
 """Kafka consumers of order capture: keeps each order's status current from oms.orders.status.
 
-A batch's changes are written with one statement at its end: per order the latest one (by changed_at;
-on a tie the later in the batch), and only where no later change was applied before (a redelivered or
-reordered older change never overwrites a newer status)."""
+A batch's changes are written with one statement at its end: per order the latest one, and only where
+no later change was applied before (a redelivered or reordered older change never overwrites a newer
+status). Latest: by the orchestrator's per-order `sequence`; by changed_at (on a tie the later in the
+batch) for changes without one (announced before it existed), whose clock may be another process's."""
 
 from uuid import UUID
 
@@ -34,7 +35,7 @@ async def on_status_changed(msg: Message, uow: UnitOfWork[StatusChanges]) -> Non
     event = msg.payload
     assert isinstance(event, OrderStatusChangedV1)
     latest = uow.state.latest.get(event.order_id)
-    if latest is None or event.changed_at >= latest.changed_at:
+    if latest is None or event.newer_than(latest):
         uow.state.latest[event.order_id] = event
 
 

@@ -133,15 +133,18 @@ async def list_orders(
 
 async def apply_statuses(conn: asyncpg.Connection, changes: list[OrderStatusChangedV1]) -> int:
     """Applies status changes (at most one per order) in one statement, each unless a later one was
-    applied already (guards against reordering and redelivery). Returns how many orders changed.
+    applied already (guards against reordering and redelivery): by sequence when both have one, else
+    by time (OrderStatusChangedV1.newer_than). Returns how many orders changed.
     (`= ANY` lets the planner find the orders by primary key, however large the table.)"""
     result = await conn.execute(
         """UPDATE orders o SET status = c.status, status_reason = c.reason, status_changed_at = c.at,
-                  updated_at = now()
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS c(order_id, status, reason, at)
+                  status_seq = c.seq, updated_at = now()
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::int[])
+                AS c(order_id, status, reason, at, seq)
            WHERE o.order_id = ANY($1::uuid[]) AND o.order_id = c.order_id
-             AND (o.status_changed_at IS NULL OR o.status_changed_at <= c.at)""",
+             AND CASE WHEN o.status_seq IS NOT NULL AND c.seq IS NOT NULL THEN o.status_seq < c.seq
+                      ELSE o.status_changed_at IS NULL OR o.status_changed_at <= c.at END""",
         [c.order_id for c in changes], [c.new_status for c in changes], [c.reason for c in changes],
-        [c.changed_at for c in changes],
+        [c.changed_at for c in changes], [c.sequence for c in changes],
     )
     return int(result.split()[-1])

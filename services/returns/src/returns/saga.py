@@ -215,7 +215,7 @@ def cancel_policy(v: View, e: ReturnCancellationRequested) -> End | Outcome | No
     return Outcome("ignore", detail=f"return is {v.data.status}")
 
 
-def no_status(order_id: UUID, old: str | None, new: str, reason: str | None, at: datetime) -> Send:
+def no_status(order_id: UUID, old: str | None, new: str, reason: str | None, at: datetime, sequence: int) -> Send:
     raise AssertionError("the return saga announces no order status: its events carry the order's")
 
 

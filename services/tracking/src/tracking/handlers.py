@@ -67,7 +67,7 @@ class Tracking:
         """A batch of events in a few set-based statements: orders' channels and statuses, shipments,
         their warehouse statuses, and one timeline entry per event."""
         placed: dict[UUID, tuple[UUID, str, str, datetime]] = {}
-        statuses: dict[UUID, tuple[UUID, str, str | None, datetime]] = {}
+        statuses: dict[UUID, orders.OrderStatusChangedV1] = {}
         shipments: list[dict[str, Any]] = []
         moves: list[tuple[UUID, str]] = []
         entries = []
@@ -77,8 +77,8 @@ class Tracking:
                 placed[event.order_id] = (event.order_id, event.channel, event.external_id, event.created_at)
             elif isinstance(event, orders.OrderStatusChangedV1):
                 latest = statuses.get(event.order_id)
-                if latest is None or latest[3] <= event.changed_at:
-                    statuses[event.order_id] = (event.order_id, event.new_status, event.reason, event.changed_at)
+                if latest is None or event.newer_than(latest):
+                    statuses[event.order_id] = event
             elif isinstance(event, ShipmentsCreatedV1):
                 shipments += [{**s.model_dump(include={"shipment_id", "location_id", "carrier", "service",
                                                        "tracking_number"}), "order_id": event.order_id}
@@ -86,7 +86,8 @@ class Tracking:
             else:
                 moves += domain.warehouse_status(event)
         await repo.record_placed(conn, list(placed.values()))
-        await repo.record_statuses(conn, list(statuses.values()))
+        await repo.record_statuses(conn, [(e.order_id, e.new_status, e.reason, e.changed_at, e.sequence)
+                                          for e in statuses.values()])
         await repo.insert_shipments(conn, shipments)
         if moves:
             before = await repo.lock_shipments(conn, [sid for sid, _ in moves])

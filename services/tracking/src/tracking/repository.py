@@ -29,17 +29,21 @@ async def record_placed(conn: asyncpg.Connection, rows: Sequence[tuple[UUID, str
 
 
 async def record_statuses(conn: asyncpg.Connection,
-                          rows: Sequence[tuple[UUID, str, str | None, datetime]]) -> None:
-    """(order_id, status, reason, changed_at), one per order: a status older than the one shown (a
-    late or redelivered change) does not replace it."""
+                          rows: Sequence[tuple[UUID, str, str | None, datetime, int | None]]) -> None:
+    """(order_id, status, reason, changed_at, sequence), one per order: a status older than the one
+    shown (a late or redelivered change) does not replace it: by sequence when both have one, else by
+    time (OrderStatusChangedV1.newer_than)."""
     if not rows:
         return
     await conn.execute(
-        """INSERT INTO orders (order_id, status, status_reason, status_at)
-           SELECT o, s, r, t FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS u(o, s, r, t)
+        """INSERT INTO orders (order_id, status, status_reason, status_at, status_seq)
+           SELECT o, s, r, t, q FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::int[])
+               AS u(o, s, r, t, q)
            ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, status_reason = EXCLUDED.status_reason,
-               status_at = EXCLUDED.status_at, updated_at = now()
-           WHERE orders.status_at IS NULL OR orders.status_at <= EXCLUDED.status_at""",
+               status_at = EXCLUDED.status_at, status_seq = EXCLUDED.status_seq, updated_at = now()
+           WHERE CASE WHEN orders.status_seq IS NOT NULL AND EXCLUDED.status_seq IS NOT NULL
+                      THEN orders.status_seq < EXCLUDED.status_seq
+                      ELSE orders.status_at IS NULL OR orders.status_at <= EXCLUDED.status_at END""",
         *map(list, zip(*rows, strict=True)),
     )
 
