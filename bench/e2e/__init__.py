@@ -42,7 +42,8 @@ The package, by concern: plan.py (options and the settings of a run), runner.py 
 set-up, the run), load.py (the load generator and the phases), client.py (the HTTP client and an
 order's record), measure.py (the snapshots of a window), procstats.py (CPU and context switches from
 /proc), pgstats.py (PostgreSQL's counters), metrics.py (the services' /metrics), figures.py
-(percentiles and the figures of a phase), report.py (the printed table).
+(percentiles and the figures of a phase), report.py (the printed table), curve.py (the raw baseline's
+run, bench/raw.py, and the cost curve: CPU per order and p50/p99 against the rate, a table and a PNG).
 """
 
 from bench.e2e.plan import DESCRIPTION, NAME, add_arguments, check_arguments

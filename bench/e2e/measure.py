@@ -10,7 +10,6 @@ from typing import Any
 
 from bench.e2e.metrics import consumer_delta, scrape
 from bench.e2e.pgstats import pg_counters, pg_table_reads
-from bench.e2e.plan import SERVICES
 from bench.e2e.procstats import process_table, switch_delta, switches_of, user_system
 from bench.env import Context, CpuMeter, Server, fetch, machine_cpu, process_cpu_seconds
 
@@ -58,7 +57,8 @@ class Meter:
         top_reads = dict(sorted(((k, v) for k, v in read_delta.items() if v > 0), key=lambda kv: -kv[1])[:8])
         ours = set(self.pids.values()) | {os.getpid()} | set(await asyncio.to_thread(self._backend_pids))
         after = dict(zip(self.servers, metrics, strict=True))
-        cpu = {name: round(sum(v for k, v in used.items() if k.split("#")[0] == name), 3) for name in SERVICES}
+        names = dict.fromkeys(k.split("#")[0] for k in self.servers)  # the services (or the raw pipeline's)
+        cpu = {name: round(sum(v for k, v in used.items() if k.split("#")[0] == name), 3) for name in names}
         if "kafka" in used:
             cpu["kafka"] = used["kafka"]
         cpu["postgres_backends"] = used["postgres_backends"]

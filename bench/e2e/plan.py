@@ -24,7 +24,6 @@ SKU_COUNT = 4
 STOCK = 1_000_000_000  # units per SKU: no order of a run can find it short
 QUANTITY, UNIT_PRICE = 2, "19.90"
 CONF = ROOT / "deploy" / "services.conf"
-KAFKA_PID_FILE = ROOT / ".local" / "dev" / "run" / "kafka.pid"
 _MARK = "@EXTERNAL_ID@"
 
 
@@ -61,6 +60,13 @@ def add_arguments(parser: Any) -> None:
                         "with the plans cached before autovacuum first analyzes it)")
     g.add_argument("--e2e-profile", choices=SERVICES, default=None,
                    help="e2e: run this service under cProfile and print where its time goes (slows it down)")
+    g.add_argument("--e2e-curve", default="10,100", metavar="RATES",
+                   help="e2e: the cost curve: more fixed-rate phases at these orders/s (comma-separated; '' for "
+                        "none), printed with the maximum and the half-maximum phase as CPU per order and p50/p99 "
+                        "against the rate, and plotted to bench/results/ (default 10,100)")
+    g.add_argument("--e2e-no-raw", action="store_true",
+                   help="e2e: skip the raw baseline (bench/raw.py: the same hops as the smallest aiokafka + asyncpg "
+                        "pipeline, measured after the OMS with the same phases)")
     g.add_argument("--e2e-allow-shared-topics", action="store_true",
                    help="e2e: run even when other consumers read the benchmark's topics (another run: their "
                         "answers can reject or double-process its orders: figures are then unreliable)")
@@ -94,6 +100,8 @@ class Plan:
     pg_settings: dict[str, str]
     analyze: bool = True
     replicas: dict[str, int] = field(default_factory=dict)
+    curve: list[float] = field(default_factory=list)
+    raw: bool = True
 
     @classmethod
     def from_args(cls, args: Any) -> "Plan":
@@ -110,6 +118,11 @@ class Plan:
             if not sep or not re.fullmatch(r"[a-z_][a-z0-9_.]*", name) or not re.fullmatch(r"[A-Za-z0-9_.]+", value):
                 raise ValueError(f"--e2e-pg wants name=value (a PostgreSQL setting), not {item!r}")
             plan.pg_settings[name] = value
+        try:
+            plan.curve = [float(r) for r in args.e2e_curve.split(",") if r.strip()]
+        except ValueError:
+            raise ValueError(f"--e2e-curve wants rates separated by commas, not {args.e2e_curve!r}") from None
+        plan.raw = not args.e2e_no_raw
         for item in args.e2e_replicas:
             name, sep, value = item.partition("=")
             if name not in SERVICES[1:] or not sep or value not in ("1", "2", "3"):
@@ -123,6 +136,8 @@ class Plan:
             problems.append("--e2e-warmup must be >= 0 and --e2e-drain >= 1")
         if plan.window < 1 or plan.connections < 1 or plan.connections > 1024:
             problems.append("--e2e-window must be >= 1 and --e2e-connections between 1 and 1024")
+        if any(not 0 < r <= 20_000 for r in plan.curve):
+            problems.append("--e2e-curve rates must be in (0, 20000]")
         if plan.rate is not None and not 0 < plan.rate <= 20_000:
             problems.append("--e2e-rate must be in (0, 20000]")
         if plan.skip_max and plan.rate is None:
@@ -134,7 +149,7 @@ class Plan:
     def max_seconds(self) -> float:
         """An upper bound of the measuring part (everything after the processes are ready)."""
         phase1 = 0 if self.skip_max else self.warmup + self.duration + self.drain
-        phase2 = self.warmup + self.latency_duration + self.drain
+        phase2 = (1 + len(self.curve)) * (self.warmup + self.latency_duration + self.drain)
         return 120 + phase1 + phase2 + 60
 
 

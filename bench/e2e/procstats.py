@@ -5,15 +5,25 @@ from pathlib import Path
 
 from bench.env import ROOT, process_cpu_seconds
 
-KAFKA_PID_FILE = ROOT / ".local" / "dev" / "run" / "kafka.pid"
 
-
-def dev_kafka_pid() -> int | None:
-    try:
-        pid = int(KAFKA_PID_FILE.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if process_cpu_seconds(pid) is not None else None
+def kafka_pid(bootstrap: str) -> int | None:
+    """The local Kafka broker serving `bootstrap` (dev or test profile of deploy/local/infra.sh): the
+    profile whose broker listens on that port (its run/kafka.pid, checked against its config)."""
+    port = bootstrap.rsplit(":", 1)[-1]
+    for run in sorted((ROOT / ".local").glob("*/run")):
+        try:
+            pid = int((run / "kafka.pid").read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        config = next((Path(a.decode()) for a in argv if a.endswith(b".properties")), None)
+        try:
+            listens = config is not None and f":{port}" in config.read_text()
+        except OSError:
+            listens = False
+        if listens and process_cpu_seconds(pid) is not None:
+            return pid
+    return None
 
 
 def process_table() -> dict[int, tuple[str, float]]:

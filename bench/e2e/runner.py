@@ -10,10 +10,11 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
+from bench.e2e.curve import curve_path, plot_curve, points, print_curve, run_raw
 from bench.e2e.load import Load
 from bench.e2e.pgstats import postgres_aux_pids
 from bench.e2e.plan import LOCATION, NAME, QUANTITY, SAGA_TOPICS, SERVICES, SKU_COUNT, STOCK, Plan, service_table, skus
-from bench.e2e.procstats import dev_kafka_pid
+from bench.e2e.procstats import kafka_pid
 from bench.e2e.report import goals, print_profile, print_table
 from bench.env import (
     RESULTS_DIR,
@@ -93,9 +94,9 @@ def run(ctx: Context) -> dict[str, Any]:
             server.wait_ready("/readyz", timeout=120)
         api_key = set_up(servers, admin_token)
         pids = {name: s.pid for name, s in servers.items()}
-        kafka_pid = dev_kafka_pid()
-        if kafka_pid is not None:
-            pids["kafka"] = kafka_pid
+        broker = kafka_pid(ctx.kafka_bootstrap)
+        if broker is not None:
+            pids["kafka"] = broker
         pg_aux = postgres_aux_pids(ctx.pg_admin_dsn)
         pids.update({f"pg-aux:{pid}": pid for pid in pg_aux})
         load = Load(ctx, plan, servers, api_key, pids, list(databases.values()))
@@ -105,6 +106,12 @@ def run(ctx: Context) -> dict[str, Any]:
             raise RuntimeError(f"the measurement did not finish within {plan.max_seconds():.0f}s") from exc
         tails = {name: s.tail(5) for name, s in servers.items() if _has_errors(s)}
         stack.close()
+    raw = None
+    if plan.raw:
+        try:
+            raw = run_raw(ctx, plan, stop_all, asyncio_run)
+        except Exception as exc:  # noqa: BLE001 - the baseline is beside the figures: say so and go on
+            say(f"WARNING: the raw baseline failed ({type(exc).__name__}: {exc})")
     if prof_path is not None:
         print_profile(prof_path, plan.profile or "")
 
@@ -128,9 +135,15 @@ def run(ctx: Context) -> dict[str, Any]:
         "code": revision,
         **results,
         "service_log_errors": tails,
+        "raw": raw,
     }
     figures["goals"] = goals(figures)
     print_table(figures)
+    print_curve(figures)
+    figures["cost_curve"] = {"oms": points(figures), "raw": points(raw) if raw else None}
+    plot = plot_curve(figures, curve_path(ctx.stamp))
+    if plot is not None:
+        say(f"cost curve plotted to {plot.relative_to(ROOT)}")
     return figures
 
 
