@@ -152,6 +152,14 @@ class BatchProcessor:
         dead: list[tuple[ConsumerRecord, UUID | None]] = []  # dead-lettered here, with the event id if parsed
         async with self.pool.acquire() as conn:
             async with conn.transaction():
+                # One lock order on every path: the batch state's locks (its load: e.g. the sagas of the
+                # batch's orders, sorted) before the inbox's (ids claimed sorted), so a consumer claiming
+                # first and one claiming at the end, on overlapping events, cannot deadlock.
+                preloaded: BatchState | None = None
+                if isolate and handled:  # the batch's locks in one sorted statement, before any savepoint
+                    await self._lock_all(conn, [env for _, env in handled])
+                elif claim_first and handled:  # loaded with every handled event, new or not: the claim comes after
+                    preloaded = await self._batch_level(self._load(conn, [env for _, env in handled]))
                 fresh = await inbox.claim(conn, self.group_id, wanted, replayed) if claim_first else set(wanted)
                 todo: list[tuple[Message, Handler]] = []
                 for rec, env, error in parsed:
@@ -180,10 +188,7 @@ class BatchProcessor:
                         outcomes.append("dead_lettered")
                         continue
                     todo.append((Message(env, payload, rec), handler))
-                if isolate and todo:
-                    # The batch's locks in one sorted statement, before any savepoint (none released
-                    # with a failed attempt's); each attempt then loads its own state.
-                    await self._lock_all(conn, [msg.envelope for msg, _ in todo])
+                if isolate and todo:  # each attempt loads its own state (the batch's locks are held)
                     for msg, handler in todo:
                         first = 2 if msg.envelope.event_id in attempted else 1
                         outcome = await self._apply_isolated(conn, msg, handler, outgoing, first)
@@ -192,7 +197,8 @@ class BatchProcessor:
                         outcomes.append(outcome)
                 elif todo:
                     with self._batch_span(todo):
-                        state = await self._batch_level(self._load(conn, [msg.envelope for msg, _ in todo]))
+                        state = preloaded if claim_first else await self._batch_level(
+                            self._load(conn, [msg.envelope for msg, _ in todo]))
                         for msg, handler in todo:
                             try:
                                 with self._span(msg):

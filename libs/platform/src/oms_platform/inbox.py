@@ -33,7 +33,7 @@ async def claim(conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUI
                 replayed: Iterable[UUID] = ()) -> set[UUID]:
     """Returns the ids that were new to this consumer (now claimed, in the caller's transaction), and
     those of `replayed` (dead letters replayed for it) that claim_replays takes."""
-    ids = list(dict.fromkeys(event_ids))
+    ids = sorted(set(event_ids))  # sorted: two claims of overlapping ids lock them in one order
     fresh = {r["event_id"] for r in await conn.fetch(_CLAIM, consumer, ids)} if ids else set()
     return fresh | await claim_replays(conn, consumer, replayed)
 
@@ -80,7 +80,7 @@ async def claim_with_messages(
     """Claims the ids and writes the messages (`Outbox.sql(..., first_param=3)`) in one statement. False
     when any id was claimed before: the caller must roll back (its effects were applied for an event
     already applied) and claim first instead."""
-    ids = list(dict.fromkeys(event_ids))
+    ids = sorted(set(event_ids))  # in the order claim takes them
     if not ids and not messages.params[0]:  # a batch of events this consumer has no handler for
         return True
     row = await conn.fetchrow(f"""

@@ -38,6 +38,7 @@ class SagaBatch:
 
     async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
         ids = sorted({env.order_id for env in envelopes})
+        await store.lock_orders(conn, self.saga_name, ids)  # first: see store.py's lock order
         found = await store.load_many(conn, self.saga_name, ids)
         self.states = {order_id: found.get(order_id) for order_id in ids}
 
@@ -50,15 +51,18 @@ class SagaBatch:
         if tr.state is None:
             return
         write = self.writes.get(tr.state.saga_id)
-        if write is None:
-            write = self.writes[tr.state.saga_id] = store.Write(tr.state)
+        if write is None:  # created: no saga of its key was read (the first decision about it)
+            write = self.writes[tr.state.saga_id] = store.Write(
+                tr.state, created=self.states.get(tr.state.order_id) is None)
         write.add(tr, now)
         self.states[tr.state.order_id] = tr.state  # the order's next event in this batch starts here
 
     async def flush(self, conn: asyncpg.Connection) -> None:
         writes, self.writes = list(self.writes.values()), {}
-        if writes:
-            await store.save_many(conn, writes)
+        if writes and (lost := await store.save_many(conn, writes)):
+            # Another process created one of these sagas after all (not through lock_orders): the
+            # consumer applies the batch's events again, message by message, to the existing saga.
+            raise store.SagaExists(f"{self.saga_name} sagas {sorted(map(str, lost))} exist already")
 
 
 def utcnow() -> datetime:

@@ -18,6 +18,17 @@ COLUMNS = """saga_id, saga_type, order_id, state, current_step, stuck, status, s
 
 _LOAD = f"SELECT {COLUMNS} FROM saga_instances WHERE saga_type = $1 AND order_id = $2 FOR UPDATE"
 
+# Lock order of a saga's consumer (with oms_platform.consumer's, on every one of its paths):
+#   1. the batch's orders: an advisory lock per (saga type, order), sorted (_LOCK_ORDERS), also for the
+#      orders that have no saga yet, so two processes cannot both create one order's saga;
+#   2. their saga rows, FOR UPDATE in order_id order (_LOAD_MANY), read after 1 (a saga another
+#      process created meanwhile is seen, and the batch goes on with it);
+#   3. the inbox ids (claimed sorted, first or with the batch's last statement);
+#   4. what the batch writes (sagas, history, outbox).
+# The deadline ticker takes only rows, skipping locked ones, so it waits on nobody.
+_LOCK_ORDERS = """SELECT count(pg_advisory_xact_lock(hashtext($1), h)::text) FROM
+    (SELECT DISTINCT hashtext(o::text) AS h FROM unnest($2::uuid[]) AS o ORDER BY h) AS ordered"""
+
 # Locks in order_id order, so two transactions locking overlapping sets cannot deadlock.
 _LOAD_MANY = f"""SELECT {COLUMNS} FROM saga_instances
     WHERE saga_type = $1 AND order_id = ANY($2::uuid[]) ORDER BY order_id FOR UPDATE"""
@@ -31,15 +42,30 @@ _DUE = f"""SELECT {COLUMNS} FROM saga_instances
 # statement per consumed batch, whatever the number of sagas and events in it. Each part travels as one
 # JSON array of rows (encoded by orjson in one call; asyncpg's encoding of a parameter array per column
 # cost more than the rest of the batch's decisions).
+# A saga created by the batch whose order has one already (another process created it; the advisory
+# lock of lock_orders makes that the exception) is not written, nor its history: its id comes back
+# (`lost`), and the caller applies its events again to the existing saga.
 _SAVE = """
-WITH instance AS (
+WITH u AS (
+    SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS u(saga_id uuid, saga_type text, order_id uuid, state text,
+         current_step text, stuck bool, status text, status_reason text, data jsonb, control jsonb,
+         deadline_at timestamptz, attempts int, created_at timestamptz, updated_at timestamptz, created bool)
+), created AS (
     INSERT INTO saga_instances (saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason,
                                 data, control, deadline_at, attempts, created_at, updated_at)
     SELECT u.saga_id, u.saga_type, u.order_id, u.state, u.current_step, u.stuck, u.status, u.status_reason,
            u.data, u.control, u.deadline_at, u.attempts, u.created_at, u.updated_at
-    FROM jsonb_to_recordset($1::text::jsonb) AS u(saga_id uuid, saga_type text, order_id uuid, state text,
-         current_step text, stuck bool, status text, status_reason text, data jsonb, control jsonb,
-         deadline_at timestamptz, attempts int, created_at timestamptz, updated_at timestamptz)
+    FROM u WHERE u.created ORDER BY u.saga_type, u.order_id
+    ON CONFLICT DO NOTHING
+    RETURNING saga_id
+), lost AS (
+    SELECT u.saga_id FROM u WHERE u.created AND u.saga_id NOT IN (SELECT saga_id FROM created)
+), instance AS (
+    INSERT INTO saga_instances (saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason,
+                                data, control, deadline_at, attempts, created_at, updated_at)
+    SELECT u.saga_id, u.saga_type, u.order_id, u.state, u.current_step, u.stuck, u.status, u.status_reason,
+           u.data, u.control, u.deadline_at, u.attempts, u.created_at, u.updated_at
+    FROM u WHERE NOT u.created
     ON CONFLICT (saga_id) DO UPDATE SET
         state = EXCLUDED.state, current_step = EXCLUDED.current_step, stuck = EXCLUDED.stuck,
         status = EXCLUDED.status, status_reason = EXCLUDED.status_reason, data = EXCLUDED.data,
@@ -50,6 +76,7 @@ WITH instance AS (
     SELECT u.saga_id, u.seq, u.step, u.kind, u.started_at, u.finished_at, u.attempts, u.outcome, u.detail
     FROM jsonb_to_recordset($2::text::jsonb) AS u(saga_id uuid, seq int, step text, kind text, started_at timestamptz,
          finished_at timestamptz, attempts int, outcome text, detail text)
+    WHERE u.saga_id NOT IN (SELECT saga_id FROM lost)
     ON CONFLICT (saga_id, seq) DO UPDATE SET
         finished_at = EXCLUDED.finished_at, attempts = EXCLUDED.attempts, outcome = EXCLUDED.outcome,
         detail = coalesce(EXCLUDED.detail, saga_steps.detail)
@@ -58,8 +85,9 @@ WITH instance AS (
     SELECT u.saga_id, u.at, u.event_type, u.event_id, u.causation_id, u.disposition, u.detail
     FROM jsonb_to_recordset($3::text::jsonb) AS u(saga_id uuid, at timestamptz, event_type text, event_id uuid,
          causation_id uuid, disposition text, detail text)
+    WHERE u.saga_id NOT IN (SELECT saga_id FROM lost)
 )
-SELECT 1
+SELECT array(SELECT saga_id FROM lost)
 """
 
 
@@ -82,6 +110,10 @@ FROM updated u JOIN failed f USING (saga_id)
 """
 
 
+class SagaExists(Exception):
+    """A saga this transaction created has been created by another meanwhile (save_many's `lost`)."""
+
+
 @dataclass
 class Write:
     """What the transitions of one saga changed, merged: its last state (written when any of them
@@ -89,6 +121,7 @@ class Write:
 
     state: SagaState
     changed: bool = False
+    created: bool = False  # a saga new in this transaction (inserted unless its order has one already)
     steps: dict[int, StepRecord] = field(default_factory=dict)
     notes: list[tuple[datetime, Note]] = field(default_factory=list)
 
@@ -132,6 +165,12 @@ async def load(conn: asyncpg.Connection, saga_type: str, order_id: UUID) -> Saga
     return _state(row) if row else None
 
 
+async def lock_orders(conn: asyncpg.Connection, saga_type: str, order_ids: list[UUID]) -> None:
+    """Holds these orders' sagas, existing or to be created, until the transaction ends (lock order above)."""
+    if order_ids:
+        await conn.execute(_LOCK_ORDERS, saga_type, order_ids)
+
+
 async def load_many(conn: asyncpg.Connection, saga_type: str, order_ids: list[UUID]) -> dict[UUID, SagaState]:
     """The sagas of several orders (those that exist), all locked, in one statement."""
     return {r["order_id"]: _state(r) for r in await conn.fetch(_LOAD_MANY, saga_type, order_ids)}
@@ -147,17 +186,18 @@ async def save(conn: asyncpg.Connection, tr: Transition, now: datetime) -> None:
         await save_many(conn, [Write.of([tr], now)])
 
 
-async def save_many(conn: asyncpg.Connection, writes: Iterable[Write]) -> None:
-    """Writes what transitions of several sagas changed, in one statement."""
+async def save_many(conn: asyncpg.Connection, writes: Iterable[Write]) -> set[UUID]:
+    """Writes what transitions of several sagas changed, in one statement. Returns the ids of created
+    sagas that were not written because their order has a saga already (see _SAVE)."""
     writes = [w for w in writes if not w.empty]
     if not writes:
-        return
+        return set()
     sagas = [{
         "saga_id": s.saga_id, "saga_type": s.saga_type, "order_id": s.order_id, "state": s.state,
         "current_step": s.step, "stuck": s.stuck, "status": s.status, "status_reason": s.status_reason,
         "data": s.data, "control": s.control.to_json(), "deadline_at": s.deadline_at, "attempts": s.attempts,
-        "created_at": s.created_at, "updated_at": s.updated_at,
-    } for s in (w.state for w in writes if w.changed)]
+        "created_at": s.created_at, "updated_at": s.updated_at, "created": created,
+    } for s, created in ((w.state, w.created) for w in writes if w.changed)]
     steps = [{
         "saga_id": w.state.saga_id, "seq": r.seq, "step": r.step, "kind": r.kind, "started_at": r.started_at,
         "finished_at": r.finished_at, "attempts": r.attempts, "outcome": r.outcome, "detail": r.detail,
@@ -167,7 +207,7 @@ async def save_many(conn: asyncpg.Connection, writes: Iterable[Write]) -> None:
         "causation_id": n.causation_id, "disposition": n.disposition, "detail": n.detail,
     } for w in writes for at, n in w.notes]
     # Datetimes go as ISO 8601 with their offset; timestamptz in jsonb_to_recordset reads them back.
-    await conn.execute(_SAVE, json_text(sagas), json_text(steps), json_text(notes))
+    return set(await conn.fetchval(_SAVE, json_text(sagas), json_text(steps), json_text(notes)))
 
 
 async def deadline_failed(conn: asyncpg.Connection, failed: list[tuple[UUID, str]], now: datetime, *,
