@@ -122,7 +122,7 @@ async def test_cancel_after_a_dispatch_is_refused_and_changes_nothing(infra, svc
     got = await reply(events, command)
     assert got["event_type"] == "ShipmentCancellationRefused" and got["causation_id"] == str(command.event_id)
     assert got["payload"] == {"order_id": str(order_id), "reason": "already_dispatched",
-                              "dispatched_shipment_ids": [gone]}
+                              "dispatched_shipment_ids": [gone], "shipments": shipments}  # as ShipmentsCreated
     status = {s["shipment_id"]: s["status"] for s in await _listed(http, svc, admin_headers, order_id)}
     assert status == {gone: "dispatched", stays: "created"}
     again = await reply(events, await send(infra.kafka_bootstrap, cancel_command(order_id)))

@@ -75,8 +75,8 @@ def shipment_ids(t: SagaTest) -> list[UUID]:
     return [s.shipment_id for s in t.data.shipments]
 
 
-def dispatched(t: SagaTest, shipment_id: UUID) -> fulfilment.ShipmentDispatchedV1:
-    loc = next(s.location_id for s in t.data.shipments if s.shipment_id == shipment_id)
+def dispatched(t: SagaTest, shipment_id: UUID, location_id: str | None = None) -> fulfilment.ShipmentDispatchedV1:
+    loc = location_id or next(s.location_id for s in t.data.shipments if s.shipment_id == shipment_id)
     lines = [inventory.StockLine(sku=sku, quantity=q) for lo, sku, q in ALLOCATIONS if lo == loc]
     return fulfilment.ShipmentDispatchedV1(
         order_id=t.order_id, shipment_id=shipment_id, location_id=loc, lines=lines, carrier="ctt",

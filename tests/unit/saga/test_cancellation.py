@@ -1,5 +1,6 @@
 """Cancellation: compensated before any dispatch, refused after (docs/order-saga.md, Cancellation)."""
 
+from oms_contracts import fulfilment
 from oms_contracts.topics import ORDERS_STATUS
 from orchestrator.domain import FULFILMENT, INVENTORY
 from tests.unit.saga.factory import (
@@ -90,6 +91,22 @@ def test_dispatch_racing_the_cancellation_resumes_the_order():
     t.expect_status("partially_shipped")
     t.receive(dispatched(t, second)).expect_status("shipped")
     assert "cancelled" not in [c.new for c in t.statuses()]
+
+
+def test_cancel_overtaking_shipment_creation_then_refused_resumes_with_the_refusals_shipments():
+    """ShipmentsCreated and a dispatch come while the saga compensates; the refusal lists the shipments."""
+    t = saga_test()
+    t.reply(reserved(t))
+    created = shipments_created(t)
+    t.receive(cancel(t)).expect_sent("CancelShipments")
+    t.reply(created, to="CreateShipments").expect_note("stale").expect_nothing_sent()
+    for s in created.shipments:
+        t.receive(dispatched(t, s.shipment_id, s.location_id)).expect_note("deferred")
+    refusal = fulfilment.ShipmentCancellationRefusedV1(
+        order_id=t.order_id, reason="already_dispatched", dispatched_shipment_ids=[created.shipments[0].shipment_id],
+        shipments=created.shipments)
+    t.reply(refusal).expect_state("running", step="await_delivery").expect_status("shipped")
+    assert [s.shipment_id for s in t.data.shipments] == [s.shipment_id for s in created.shipments]
 
 
 def test_a_second_cancellation_while_cancelling_changes_nothing():

@@ -106,12 +106,17 @@ class ShipmentsCancelledV1(Contract):
 
 
 class ShipmentCancellationRefusedV1(Contract):
+    """`shipments`: every shipment of the order, as ShipmentsCreated listed them, so that a saga whose
+    cancellation overtook ShipmentsCreated (it was compensating when that reply came) can go on with
+    them; empty in refusals sent before the field existed."""
+
     EVENT_TYPE: ClassVar[str] = "ShipmentCancellationRefused"
     EVENT_VERSION: ClassVar[int] = 1
 
     order_id: UUID
     reason: str  # e.g. "already_dispatched"
     dispatched_shipment_ids: list[UUID]
+    shipments: list[ShipmentInfo] = []
 
 
 class ShipmentDeliveredV1(Contract):

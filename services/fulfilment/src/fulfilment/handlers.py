@@ -164,8 +164,9 @@ class Fulfilment:
         shipments = await repo.shipments_of_order(conn, cmd.order_id, for_update=True)
         gone = [r["shipment_id"] for r in shipments if r["status"] in LEFT_BUILDING]
         if gone:
-            return ShipmentCancellationRefusedV1(
-                order_id=cmd.order_id, reason="already_dispatched", dispatched_shipment_ids=gone
+            return ShipmentCancellationRefusedV1(  # with the shipments: the saga may not know them yet
+                order_id=cmd.order_id, reason="already_dispatched", dispatched_shipment_ids=gone,
+                shipments=[_info(r) for r in shipments],
             )
         cancelled_now = await repo.cancel_open(conn, cmd.order_id, sorted(CANCELLABLE))
         for row in cancelled_now:

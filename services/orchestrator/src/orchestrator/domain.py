@@ -234,7 +234,12 @@ def on_delivery_failed(v: View, e: tracking.ShipmentDeliveryFailedV1) -> Outcome
 
 
 def on_shipment_cancellation_refused(v: View, e: fulfilment.ShipmentCancellationRefusedV1) -> Outcome:
-    """A shipment left before the cancellation reached fulfilment: the order goes on."""
+    """A shipment left before the cancellation reached fulfilment: the order goes on. The refusal
+    lists the order's shipments: a cancellation that overtook ShipmentsCreated (which came while the
+    saga was compensating, and was not applied then) leaves the saga without them. Dispatches that
+    came meanwhile were remembered, and await_dispatch applies them on entry."""
+    if e.shipments:
+        v.data.shipments = [ShipmentRef(shipment_id=s.shipment_id, location_id=s.location_id) for s in e.shipments]
     if v.end is not None and v.end.state == "cancelled" and v.data.shipments:
         return resume("await_dispatch", emit=(_refusal(v, "already_dispatched"),),
                       detail=f"ShipmentCancellationRefused ({e.reason})")
