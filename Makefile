@@ -50,6 +50,9 @@ test: deps ## the whole test suite against real Kafka and PostgreSQL
 test-unit: deps ## the fast loop: unit tests and the repository's rules (no Kafka, no PostgreSQL)
 	@$(UV) run --frozen pytest -q tests/unit $(wildcard tests/deploy) tests/test_*.py
 
+api-docs: deps ## regenerate docs/api/<service>.openapi.json and .asyncapi.json from the code (a test fails while they are stale)
+	@$(UV) run --frozen python -m tools.api_docs
+
 fuzz: deps ## schemathesis against every service's OpenAPI, exhaustive (make test runs a short one): no 5xx
 	@OMS_FUZZ_EXAMPLES=$${OMS_FUZZ_EXAMPLES:-200} OMS_FUZZ_PHASES=$${OMS_FUZZ_PHASES:-examples,coverage,fuzzing} \
 	  OMS_FUZZ_SEED=$${OMS_FUZZ_SEED-} $(UV) run --frozen pytest -q tests/e2e/test_fuzz.py
@@ -74,4 +77,4 @@ bench: deps ## benchmarks: capture vs a bare FastAPI+asyncpg endpoint, then orde
 chaos: deps ## fault injection against `make up` (same REPLICAS, OMS_ADMIN_TOKEN): load, SIGKILLs, Kafka and PostgreSQL restarts, then checks; ARGS="--seconds 300 --kills 40"
 	@$(UV) run --frozen python -m tools.chaos $(ARGS)
 
-.PHONY: help deps up down clean status topics tail demo dlq test test-unit fuzz lint typecheck imports check bench chaos
+.PHONY: help deps up down clean status topics tail demo dlq test test-unit api-docs fuzz lint typecheck imports check bench chaos

@@ -18,8 +18,11 @@ def events(service: str) -> str:
     return f"oms.{service}.events"
 
 
+DLQ_SUFFIX = ".dlq"
+
+
 def dlq(topic: str) -> str:
-    return f"{topic}.dlq"
+    return f"{topic}{DLQ_SUFFIX}"
 
 
 ALL_TOPICS: tuple[str, ...] = (

@@ -28,6 +28,7 @@ from oms_contracts.channels import ChannelKeyIssuedV1, ChannelKeyRevokedV1
 from oms_contracts.topics import CHANNELS_EVENTS
 from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
 from oms_platform.http import ApiError, bearer_token, unauthorized
+from oms_platform.openapi import CHANNEL, OPERATOR, requires
 
 MIGRATIONS = Path(__file__).parent / "channel_keys_migrations"
 
@@ -93,6 +94,7 @@ class ChannelKeys:
             "SELECT channel FROM channel_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash(key)
         )
 
+    @requires(CHANNEL, OPERATOR)
     async def caller(self, request: Request) -> Caller:
         """FastAPI dependency: the operator or a channel; 401 for missing, unknown or revoked credentials."""
         token = bearer_token(request)
@@ -105,6 +107,7 @@ class ChannelKeys:
             raise unauthorized("unknown or revoked API key")
         return Caller(operator=False, channel=channel)
 
+    @requires(OPERATOR)
     async def operator(self, request: Request) -> Caller:
         """FastAPI dependency for operator endpoints: a valid channel key is 403 (wrong scope), else 401."""
         caller = await self.caller(request)

@@ -9,7 +9,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 from oms_platform.errors import RuleError
 
@@ -35,6 +35,12 @@ def _iso_8601(value: Any) -> Any:
         raise RuleError("iso_8601", "must be an ISO 8601 time with a timezone, such as 2026-12-01T10:00:00Z")
     return value
 
+
+# What the OpenAPI says of the fields whose rules are checked in code (the rule itself is the validator's).
+MONEY_SCHEMA = WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", "examples": ["39.80"],
+                               "description": "a plain decimal string with at most two decimals (never a number)"})
+CURRENCY_SCHEMA = {"pattern": "^[A-Z]{3}$", "description": "an ISO 4217 currency code", "examples": ["EUR"]}
+COUNTRY_SCHEMA = {"pattern": "^[A-Z]{2}$", "description": "an ISO 3166-1 alpha-2 country code", "examples": ["PT"]}
 
 # A time given by a client: ISO 8601 with a timezone (Z or an offset); compared as UTC.
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]

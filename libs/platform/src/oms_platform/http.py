@@ -19,6 +19,7 @@ from starlette.routing import Match
 
 from oms_platform import metrics, telemetry
 from oms_platform.errors import Conflict, DomainError, NotFound, RuleBroken, RuleError  # noqa: F401
+from oms_platform.openapi import OPERATOR, requires
 from oms_platform.outages import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, DatabaseOutage
 
 # DEFAULT_LIMIT and the cursor functions stay importable from here; their home is oms_platform.pagination.
@@ -271,14 +272,18 @@ class BodyOpenAPI(dict):
     model: type[BaseModel]
 
 
-def json_body_openapi(model: type[BaseModel], headers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """`openapi_extra` documenting a body read with parse_json_body (and required headers)."""
+def json_body_openapi(model: type[BaseModel], headers: dict[str, dict[str, Any]] | None = None,
+                      security: Sequence[str] = ()) -> dict[str, Any]:
+    """`openapi_extra` documenting a body read with parse_json_body (and required headers, and the
+    security schemes of oms_platform.openapi the route checks itself, any one of them)."""
     extra = BodyOpenAPI({
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}},
         "parameters": [{"name": name, "in": "header", "required": True, "schema": schema}
                        for name, schema in (headers or {}).items()],
     })
+    if security:
+        extra["security"] = [{scheme: []} for scheme in security]
     extra.model = model
     return extra
 
@@ -329,6 +334,7 @@ def operator_dependency(admin_token: str | None) -> Callable[[Request], Awaitabl
     scope), told by the app's `channel_key_lookup` (token -> channel or None; create_app sets it to
     the runtime's oms_platform.channel_keys copy)."""
 
+    @requires(OPERATOR)
     async def require_operator(request: Request) -> str:
         token = bearer_token(request)
         if admin_token and token is not None and hmac.compare_digest(token.encode(), admin_token.encode()):

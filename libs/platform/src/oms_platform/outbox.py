@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 from pydantic import BaseModel
 
-from oms_contracts import Envelope, new_envelope
+from oms_contracts import Envelope, Publishes, new_envelope
 from oms_platform import db, faults, metrics, telemetry
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,8 @@ NOTIFY_CHANNEL = "oms_outbox"
 _RELAY_LOCK = 0x0A15_0002
 # Errors Kafka gives for one message that no retry can fix: the row is parked, the rest flows.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
-    kafka_errors.MessageSizeTooLargeError,
-    kafka_errors.RecordTooLargeError,
-    kafka_errors.InvalidTopicError,
-    kafka_errors.CorruptRecordException,
-    kafka_errors.UnsupportedForMessageFormatError,
+    kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordTooLargeError, kafka_errors.InvalidTopicError,
+    kafka_errors.CorruptRecordException, kafka_errors.UnsupportedForMessageFormatError,
 )
 # After a failure the relay retries quickly, never waiting more than this: it resumes within about a
 # second once PostgreSQL or Kafka is back.
@@ -140,8 +137,8 @@ class Outbox:
     messages with its inbox claim. `sql` and `write` are how those (and one hot path, order capture's
     single-statement place-order) write the rows."""
 
-    def __init__(self, producer: str, relay: "OutboxRelay | None" = None):
-        self.producer, self.relay = producer, relay
+    def __init__(self, producer: str, relay: "OutboxRelay | None" = None, publishes: Publishes | None = None):
+        self.producer, self.relay, self.publishes = producer, relay, publishes  # publishes: what it may send
 
     def sql(self, messages: Sequence[OutgoingMessage], first_param: int, *, name: str = "outbox_rows",
             only_if: str | None = None) -> OutboxWrite:
@@ -149,8 +146,9 @@ class Outbox:
         (only when the CTE `only_if` returned a row, if given), and the select item that wakes the
         relay at commit when it wrote any (pg_notify), unless this process's leading relay will be
         woken by `committed()` instead."""
-        p = first_param
-        gate = f" WHERE EXISTS (SELECT 1 FROM {only_if})" if only_if else ""
+        if self.publishes is not None:
+            self.publishes.check((m.topic, m.headers) for m in messages)
+        p, gate = first_param,  f" WHERE EXISTS (SELECT 1 FROM {only_if})" if only_if else ""
         cte = (f"{name} AS (INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb "
                f"FROM unnest(${p}::text[], ${p + 1}::text[], ${p + 2}::bytea[], ${p + 3}::text[]) AS u(t, k, v, h)"
                f"{gate} RETURNING 1)")

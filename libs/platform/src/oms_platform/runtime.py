@@ -8,15 +8,17 @@ import signal
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from oms_contracts import Publishes
 from oms_contracts.topics import dlq
-from oms_platform import db, kafka, kafka_outages, telemetry
+from oms_platform import asyncapi, db, kafka, kafka_outages, telemetry
+from oms_platform import openapi as openapi_doc
 from oms_platform.channel_keys import ChannelKeys
 from oms_platform.consumer import BatchProcessor, ConsumerSpec, subscribe
 from oms_platform.http import (
@@ -44,7 +46,7 @@ class ServiceRuntime:
         *,
         migrations: Path | None,
         consumers: Sequence[ConsumerSpec] = (),
-        produces: Sequence[str] = (),
+        produces: Publishes | None = None,
         lib_migrations: Sequence[tuple[str, Path]] = (),
         channel_keys: bool = True,
         ready_needs: Collection[str] | None = None,
@@ -63,12 +65,13 @@ class ServiceRuntime:
         if channel_keys and ChannelKeys.migrations not in self.lib_migrations:
             self.lib_migrations.append(ChannelKeys.migrations)
         self.consumers = list(consumers)
-        self.produces = list(produces)
+        # What it sends, per topic (oms_contracts.publishing): its outbox refuses anything else.
+        self.produces = produces or Publishes({})
         self.pool: asyncpg.Pool | None = None
         self.kafka_outages: kafka_outages.KafkaOutageLog | None = None
         self.relay: OutboxRelay | None = None
         # Every message the service sends goes through it (its relay is set at start when enabled).
-        self.outbox = Outbox(settings.service_name)
+        self.outbox = Outbox(settings.service_name, publishes=self.produces)
         self.broker: KafkaBroker | None = None
         self.processors: list[BatchProcessor] = []
         self.subscribers: list = []
@@ -90,7 +93,7 @@ class ServiceRuntime:
         """The Kafka topics it reads and writes (with KAFKA_TOPIC_PREFIX)."""
         consumed = {t for c in self.all_consumers() for t in c.topics}
         prefix = self.settings.kafka_topic_prefix
-        return {prefix + t for t in set(self.produces) | consumed | {dlq(t) for t in consumed}}
+        return {prefix + t for t in set(self.produces.topics) | consumed | {dlq(t) for t in consumed}}
 
     async def start(self) -> None:
         s = self.settings
@@ -240,6 +243,16 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
     for router in routers:  # first: the service's routes are matched before the ops endpoints
         app.include_router(router)
     add_openapi_models(app, *(m for router in routers for m in body_models(router.routes)))
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:  # security, error body and statuses (oms_platform.openapi)
+        if not app.openapi_schema:
+            app.openapi_schema = openapi_doc.enrich(
+                generate_openapi(), [*app.router.routes, *(r for router in routers for r in router.routes)])
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    events_doc: dict[str, Any] = {}
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -254,6 +267,13 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
         if details := {k: v for k, v in found.items() if k not in checks}:
             body["details"] = details  # reported, not required (ServiceRuntime.ready_needs)
         return ORJSONResponse(body, 200 if ok else 503)
+
+    @app.get("/asyncapi.json", tags=["ops"], summary="The service's Kafka contracts (AsyncAPI 3.0)")
+    async def asyncapi_endpoint() -> dict[str, Any]:
+        if not events_doc:
+            events_doc.update(asyncapi.document(runtime.name, runtime.all_consumers(), runtime.produces.topics,
+                                                title=title, version=version))
+        return events_doc
 
     @app.get("/metrics", tags=["ops"])
     async def metrics_endpoint() -> Response:

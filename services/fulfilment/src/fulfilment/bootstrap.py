@@ -12,8 +12,16 @@ from fulfilment.domain import DEFAULT_RULES, CarrierRule, parse_rules
 from fulfilment.handlers import Fulfilment
 from fulfilment.settings import Settings
 from oms_carriers.carriers import BuiltinCarrier, Carriers, SerialBlocks
+from oms_contracts import Publishes
+from oms_contracts import fulfilment as contract
 from oms_contracts.topics import events
 from oms_platform.runtime import ServiceRuntime, create_app
+
+# What it sends (its outbox refuses anything else; /asyncapi.json is generated from it).
+PUBLISHES = Publishes({events("fulfilment"): (
+    contract.ShipmentsCreatedV1, contract.ShipmentCreationFailedV1, contract.ShipmentStatusChangedV1,
+    contract.ShipmentDispatchedV1, contract.ShipmentsCancelledV1, contract.ShipmentCancellationRefusedV1,
+)})
 
 
 def load_rules(path: Path | None) -> tuple[CarrierRule, ...]:
@@ -42,7 +50,7 @@ def build_carriers(settings: Settings, runtime: ServiceRuntime) -> Carriers:
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     rules = load_rules(settings.carrier_rules_file)
-    runtime = ServiceRuntime(settings, migrations=Path(__file__).parent / "migrations", produces=[events("fulfilment")])
+    runtime = ServiceRuntime(settings, migrations=Path(__file__).parent / "migrations", produces=PUBLISHES)
     carriers = build_carriers(settings, runtime)
     unknown = {r.carrier for r in rules} - carriers.names()
     if unknown:

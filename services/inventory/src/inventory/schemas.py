@@ -6,7 +6,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 
 from inventory.countries import ISO_ALPHA2
 from oms_platform.errors import RuleError
-from oms_platform.fields import RequestModel
+from oms_platform.fields import COUNTRY_SCHEMA, RequestModel
 
 MAX_UNITS = 1_000_000_000  # stays inside PostgreSQL's integer
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
@@ -39,7 +39,8 @@ class LocationIn(_Strict):
     ]})
 
     name: Text
-    country: Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_country)]
+    country: Annotated[str, Field(min_length=2, max_length=2, json_schema_extra=COUNTRY_SCHEMA),
+                       AfterValidator(_country)]
 
 
 class SkuSettingsIn(_Strict):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from oms_contracts import Publishes, billing, fulfilment, inventory, orders
 from oms_contracts.topics import BILLING_REQUESTS, ORDERS_STATUS, commands
 from oms_platform.runtime import create_app
 from oms_saga import MIGRATIONS as ENGINE_MIGRATIONS
@@ -17,7 +18,13 @@ from orchestrator.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-PRODUCES = (ORDERS_STATUS, BILLING_REQUESTS, commands("inventory"), commands("fulfilment"))
+# What it sends (its outbox refuses anything else; /asyncapi.json is generated from it).
+PUBLISHES = Publishes({
+    ORDERS_STATUS: (orders.OrderStatusChangedV1, orders.OrderCancellationRefusedV1),
+    BILLING_REQUESTS: (billing.PaymentCaptureRequestedV1, billing.InvoiceRequestedV1),
+    commands("inventory"): (inventory.ReserveStockV1, inventory.ReleaseStockV1, inventory.CommitStockV1),
+    commands("fulfilment"): (fulfilment.CreateShipmentsV1, fulfilment.CancelShipmentsV1),
+})
 
 
 class OrchestratorRuntime(SagaRuntime):
@@ -31,7 +38,7 @@ class OrchestratorRuntime(SagaRuntime):
             migrations=MIGRATIONS,
             lib_migrations=[("saga", ENGINE_MIGRATIONS)],
             consumers=[consumers.saga_consumer(runner), returns.RETURNS],
-            produces=list(PRODUCES),
+            produces=PUBLISHES,
         )
 
 

@@ -23,6 +23,7 @@ from oms_platform.http import (
     parse_json_body,
     unauthorized,
 )
+from oms_platform.openapi import CHANNEL, OPERATOR, requires
 from oms_platform.outbox import Outbox
 from oms_platform.pagination import DEFAULT_LIMIT, Page, single_page
 from order_capture import handlers
@@ -91,6 +92,7 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         # Without OMS_ADMIN_TOKEN set, operator endpoints refuse every call.
         return bool(admin_token) and hmac.compare_digest(token.encode(), str(admin_token).encode())
 
+    @requires(CHANNEL, OPERATOR)
     async def caller(request: Request) -> Caller:
         token = bearer_token(request)
         if token is None:
@@ -130,7 +132,7 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
     # openapi_extra documents them as if they were parameters.
     @router.post("/v1/orders", status_code=201, tags=["orders"], responses=answer_example(
         {**ORDER_EXAMPLE, "status": "pending"}, 201, "the order, placed"), openapi_extra=json_body_openapi(
-        OrderIn, {"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255}}))
+        OrderIn, {"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255}}, security=[CHANNEL]))
     async def place_order(request: Request) -> ORJSONResponse:
         who = await caller(request)
         if who.kind != "channel":

@@ -4,12 +4,21 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from oms_contracts import Publishes
+from oms_contracts.channels import ChannelKeyIssuedV1, ChannelKeyRevokedV1
+from oms_contracts.orders import OrderCancellationRequestedV1, OrderPlacedV1
 from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
 from oms_platform.runtime import ServiceRuntime, create_app
 from order_capture import consumers, replacements
 from order_capture.api import API_DESCRIPTION, build_router
 from order_capture.handlers import ApiKeys
 from order_capture.settings import Settings
+
+# What it sends (its outbox refuses anything else; /asyncapi.json is generated from it).
+PUBLISHES = Publishes({
+    ORDERS_EVENTS: (OrderPlacedV1, OrderCancellationRequestedV1),
+    CHANNELS_EVENTS: (ChannelKeyIssuedV1, ChannelKeyRevokedV1),
+})
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
@@ -18,7 +27,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         settings,
         migrations=Path(__file__).parent / "migrations",
         consumers=[consumers.STATUS, replacements.REPLACEMENTS],
-        produces=[ORDERS_EVENTS, CHANNELS_EVENTS],
+        produces=PUBLISHES,
         channel_keys=False,  # it issues the keys: its own api_keys table is the source, not a copy
         # Taking an order needs the database only (stored and announced through the outbox): /readyz
         # says whether Kafka is reachable and the consumers have joined, without failing on them.

@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from oms_contracts.types import CENT, MONEY_RULE, is_money_text
 from oms_platform.errors import RuleError, Violation
-from oms_platform.fields import RequestModel
+from oms_platform.fields import COUNTRY_SCHEMA, CURRENCY_SCHEMA, MONEY_SCHEMA, RequestModel
 
 MAX_LINES = 500
 MAX_QUANTITY = 10_000
@@ -95,7 +95,7 @@ def _printable(v: str) -> str:
     return v
 
 
-Money = Annotated[Decimal, BeforeValidator(_decimal_string), AfterValidator(_money)]
+Money = Annotated[Decimal, BeforeValidator(_decimal_string), AfterValidator(_money), MONEY_SCHEMA]
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
 
 
@@ -123,7 +123,8 @@ class AddressIn(_Strict):
     line2: Annotated[str, Field(max_length=200)] | None = None
     city: Text
     postal_code: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_printable)]
-    country: Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_country)]
+    country: Annotated[str, Field(min_length=2, max_length=2, json_schema_extra=COUNTRY_SCHEMA),
+                       AfterValidator(_country)]
 
 
 class LineIn(_Strict):
@@ -152,7 +153,8 @@ class OrderIn(_Strict):
 
     channel: Annotated[str, Field(min_length=1, max_length=32)]
     external_id: Annotated[str, Field(min_length=1, max_length=128)]
-    currency: Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
+    currency: Annotated[str, Field(min_length=3, max_length=3, json_schema_extra=CURRENCY_SCHEMA),
+                        AfterValidator(_currency)]
     customer: CustomerIn
     shipping_address: AddressIn
     shipping_method: Literal["standard", "express"]

@@ -8,6 +8,10 @@ import asyncpg
 from fastapi import FastAPI
 
 from oms_carriers.carriers import BuiltinCarrier, Carriers, SerialBlocks
+from oms_contracts import Publishes
+from oms_contracts import returns as contract
+from oms_contracts.billing import RefundRequestedV1
+from oms_contracts.inventory import RestockV1
 from oms_contracts.topics import BILLING_REQUESTS, commands, events
 from oms_platform.channel_keys import ChannelKeys
 from oms_platform.http import add_openapi_models
@@ -25,7 +29,13 @@ from returns.saga import return_saga
 from returns.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-PRODUCES = (events("returns"), BILLING_REQUESTS, commands("inventory"))
+# What it sends (its outbox refuses anything else; /asyncapi.json is generated from it).
+PUBLISHES = Publishes({
+    events("returns"): (contract.ReturnApprovedV1, contract.ReturnReceivedV1, contract.ReturnRefundedV1,
+                        contract.ReturnExchangedV1, contract.ReturnClosedV1, contract.ReplacementOrderRequestedV1),
+    BILLING_REQUESTS: (RefundRequestedV1,),
+    commands("inventory"): (RestockV1,),
+})
 
 
 class ReturnsRunner(SagaRunner):
@@ -49,7 +59,7 @@ class ReturnsRuntime(SagaRuntime):
     """The saga runtime (with the return sagas' deadline ticker) wired with the returns consumers."""
 
     def __init__(self, settings: Settings, runner: SagaRunner):
-        super().__init__(settings, runner, migrations=MIGRATIONS, produces=list(PRODUCES),
+        super().__init__(settings, runner, migrations=MIGRATIONS, produces=PUBLISHES,
                          lib_migrations=[("saga", ENGINE_MIGRATIONS), ChannelKeys.migrations])
         self.keys = ChannelKeys(self, settings.oms_admin_token)
         self.consumers = [consumers.COPIES, consumers.saga_consumer(runner), self.keys.consumer]
@@ -70,7 +80,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     saga = return_saga(settings.deadlines(), producer=settings.service_name)
     runner = ReturnsRunner(saga)
     runtime = ReturnsRuntime(settings, runner)
-    service = Returns(saga, build_carriers(settings, runtime), settings)
+    service = Returns(saga, build_carriers(settings, runtime), settings, runtime.outbox)
     runner.settle = service.settle_expired
     router = build_router(service, runtime.keys)
     app = create_app(runtime, [router], title="OMS returns", description=API_DESCRIPTION)

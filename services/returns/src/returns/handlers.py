@@ -60,8 +60,8 @@ def _visible(row: asyncpg.Record | None, caller: Caller, what: str) -> asyncpg.R
 
 
 class Returns:
-    def __init__(self, saga: Saga, carriers: Carriers, settings: Any):
-        self.saga, self.carriers, self.settings = saga, carriers, settings
+    def __init__(self, saga: Saga, carriers: Carriers, settings: Any, out: outbox.Outbox):
+        self.saga, self.carriers, self.settings, self.outbox = saga, carriers, settings, out
 
     # --- request --------------------------------------------------------------------------------------
 
@@ -143,7 +143,7 @@ class Returns:
         messages += [outbox.message(RETURNS_EVENTS, new_envelope(e, producer=self.saga.producer, order_id=order_id))
                      for e in extra]
         # Written in the caller's transaction; the relay hears of it through pg_notify at its commit.
-        await outbox.Outbox(self.saga.producer).write(conn, messages)
+        await self.outbox.write(conn, messages)
 
     # --- receive and cancel ---------------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ class Returns:
         got = domain.delivered(order["lines"], facts["shipments"], _deliveries(facts["deliveries"]))
         closed = ReturnClosedV1(order_id=ret["order_id"], return_id=ret["return_id"], outcome=outcome,
                                 closed_at=now, order_status=domain.order_status_after(got.units, back, open_))
-        await outbox.Outbox(self.saga.producer).write(conn, [outbox.message(
+        await self.outbox.write(conn, [outbox.message(
             RETURNS_EVENTS, new_envelope(closed, producer=self.saga.producer, order_id=ret["order_id"]))])
         await repo.update_return(conn, ret["return_id"], data, now)
 

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from oms_platform.channel_keys import Caller
 from oms_platform.http import ORJSONResponse, json_body_openapi, parse_json_body, unauthorized
+from oms_platform.openapi import CARRIER
 from tracking import stream
 from tracking.handlers import CarrierEvent, Tracking
 
@@ -55,7 +56,7 @@ def build_router(service: Tracking, *, webhook_secret: str | None, caller: Calla
         return request.app.state.runtime.pool
 
     @router.post("/v1/carrier-events", openapi_extra=json_body_openapi(
-        CarrierEvent, {SIGNATURE_HEADER: {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"}}),
+        CarrierEvent, {SIGNATURE_HEADER: {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"}}, security=[CARRIER]),
         responses={201: {"description": "scan recorded"}, 200: {"description": "this event_id was recorded before"},
                    401: {"description": "bad or missing signature"}, 404: {"description": "unknown tracking number"}})
     async def carrier_event(request: Request) -> ORJSONResponse:

@@ -6,7 +6,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from oms_contracts import Publishes
+from oms_contracts.fulfilment import ShipmentDeliveredV1
 from oms_contracts.topics import events
+from oms_contracts.tracking import CarrierScanRecordedV1, ShipmentDeliveryFailedV1
 from oms_platform.channel_keys import ChannelKeys
 from oms_platform.http import add_openapi_models
 from oms_platform.runtime import ServiceRuntime, create_app
@@ -15,6 +18,9 @@ from tracking.consumers import timeline_consumer
 from tracking.handlers import CarrierEvent, Tracking
 from tracking.settings import Settings
 from tracking.stream import TimelineListener
+
+# What it sends (its outbox refuses anything else; /asyncapi.json is generated from it).
+PUBLISHES = Publishes({events("tracking"): (CarrierScanRecordedV1, ShipmentDeliveredV1, ShipmentDeliveryFailedV1)})
 
 
 class TrackingRuntime(ServiceRuntime):
@@ -42,7 +48,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     listener = TimelineListener(settings.database_url)
     runtime = TrackingRuntime(
-        settings, listener, migrations=Path(__file__).parent / "migrations", produces=[events("tracking")],
+        settings, listener, migrations=Path(__file__).parent / "migrations", produces=PUBLISHES,
         lib_migrations=[ChannelKeys.migrations],
     )
     keys = ChannelKeys(runtime, settings.oms_admin_token)

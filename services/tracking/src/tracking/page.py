@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from oms_platform import links
 from oms_platform.errors import NotFound
+from oms_platform.openapi import CUSTOMER_LINK
 from tracking import stream
 from tracking.domain import SCAN_TEXT, STATUS_TEXT
 from tracking.handlers import Tracking
@@ -33,6 +34,10 @@ def environment() -> Environment:
     env.filters["when"] = _when
     env.globals.update(status_text=STATUS_TEXT, scan_text=SCAN_TEXT)
     return env
+
+
+# The customer's page checks the link's signed token itself; a bad one is the page's own 404 (HTML).
+LINK: dict[str, Any] = {"security": [{CUSTOMER_LINK: []}]}
 
 
 def build_router(service: Tracking, link_secret: str, listener: stream.TimelineListener,
@@ -57,7 +62,7 @@ def build_router(service: Tracking, link_secret: str, listener: stream.TimelineL
 
         return load
 
-    @router.get("/track/{order_id}", response_class=HTMLResponse)
+    @router.get("/track/{order_id}", response_class=HTMLResponse, openapi_extra=LINK)
     async def track(request: Request, order_id: str, token: str | None = None) -> HTMLResponse:
         oid = signed(order_id, token)
         if oid is None:
@@ -70,7 +75,7 @@ def build_router(service: Tracking, link_secret: str, listener: stream.TimelineL
         html = env.get_template("track.html").render(order=view, timeline=list(reversed(view["timeline"])))
         return HTMLResponse(html, headers=PRIVATE)
 
-    @router.get("/track/{order_id}/live", response_class=StreamingResponse,
+    @router.get("/track/{order_id}/live", response_class=StreamingResponse, openapi_extra=LINK,
                 responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}})
     async def live(request: Request, order_id: str, token: str | None = None) -> Response:
         """The page's live updates: the API's stream, with the page's token as the permission."""

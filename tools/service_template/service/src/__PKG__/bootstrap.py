@@ -14,7 +14,9 @@ from oms_platform.runtime import ServiceRuntime, create_app
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    # produces=[...]: the topics this service publishes to (created at start), e.g. events("__NAME__").
+    # produces=Publishes({events("__NAME__"): (SomethingHappenedV1, ...)}) (oms_contracts.publishing): each
+    # topic it sends to (created at start) and the contract classes it sends there; its outbox refuses
+    # anything else and its /asyncapi.json is generated from it.
     runtime = ServiceRuntime(settings, migrations=Path(__file__).parent / "migrations")
     service = Service()
     runtime.consumers = [consumers.orders_consumer(service)]
