@@ -125,6 +125,13 @@ async def test_one_trace_per_order_and_every_later_action_found_by_the_order_id(
     # pick, pack and dispatch link to the order's trace (Zipkin keeps no links: a tag says it too).
     warehouse = [s for t in traces for s in t if s["name"].startswith("post /v1/shipments/")]
     assert len(warehouse) == 3 and all(s["tags"]["oms.order_trace_id"] == trace_id for s in warehouse)
+    # ... and so do the carrier's scans and the return's request and receipt (each service keeps the
+    # order's traceparent with its copy of the order, from the OrderPlaced message it consumed).
+    later = [s for t in traces for s in t if s.get("kind") == "SERVER" and s["name"] in (
+        "post /v1/carrier-events", "post /v1/returns", "post /v1/returns/{return_id}/receive")]
+    assert len(later) == 4, [s["name"] for s in later]
+    assert all(s["tags"].get("oms.order_trace_id") == trace_id and s["tags"]["oms.order_id"] == order_id
+               for s in later), [(s["name"], s["tags"].get("oms.order_trace_id")) for s in later]
     assert len(traces) >= 1 + len(wanted) + 2
     every = [s for t in traces for s in t]
     steps = [step for step, outcome in steps_in_order(every) if outcome != "started"]

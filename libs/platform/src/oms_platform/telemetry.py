@@ -244,6 +244,12 @@ def extract_context(headers: Iterable[tuple[str, bytes]] | Mapping[str, str] | N
     return propagate.extract({k: v.decode("latin-1") for k, v in headers if v is not None})
 
 
+def traceparent_of(headers: Sequence[tuple[str, bytes | None]] | None) -> str | None:
+    """The traceparent a consumed record came with (the trace of what it reports): what a service keeps
+    with its copy of an order, so later actions on the order link to the order's trace (link_to)."""
+    return next((v.decode("latin-1") for k, v in headers or () if k == "traceparent" and v), None)
+
+
 def link_to(traceparent_header: str | None) -> list[Link]:
     """A span link to the trace of a stored traceparent (e.g. the order's, kept with a service's copy
     of the order), for later actions on the order that start traces of their own."""

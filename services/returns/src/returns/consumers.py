@@ -12,6 +12,7 @@ from oms_contracts.fulfilment import ShipmentDeliveredV1, ShipmentsCreatedV1
 from oms_contracts.inventory import SkuSettingsChangedV1, StockRestockedV1
 from oms_contracts.orders import OrderPlacedV1, OrderStatusChangedV1
 from oms_contracts.topics import BILLING_EVENTS, ORDERS_EVENTS, ORDERS_STATUS, events
+from oms_platform import telemetry
 from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
 from oms_saga.runner import SagaBatch, SagaRunner
 from returns import repository as repo
@@ -28,6 +29,7 @@ async def on_order_placed(msg: Message, uow: UnitOfWork[None]) -> None:
         "order_id": o.order_id, "channel": o.channel, "external_id": o.external_id, "currency": o.currency,
         "customer": o.customer.model_dump(mode="json"), "shipping_address": o.shipping_address.model_dump(mode="json"),
         "lines": [li.model_dump(mode="json") for li in o.lines], "created_at": o.created_at,
+        "order_traceparent": telemetry.traceparent_of(msg.record.headers),  # later actions link to it
     }])
 
 

@@ -74,6 +74,7 @@ class Returns:
         now = datetime.now(UTC)
         async with pool.acquire() as conn, conn.transaction():
             order = _visible(await repo.lock_order(conn, order_id), caller, f"order {order_id}")
+            telemetry.set_order_id(order_id, link=order["order_traceparent"])  # linked to the order's trace
             scope = caller.channel or order["channel"]
             first = await repo.get_idempotency_key(conn, scope, key)
             if first is not None:
@@ -157,6 +158,7 @@ class Returns:
             telemetry.set_order_id(ret["order_id"])
             order = _visible(await repo.lock_order(conn, ret["order_id"]), Caller(operator=True, channel=None),
                              f"order {ret['order_id']}")
+            telemetry.set_order_id(ret["order_id"], link=order["order_traceparent"])
             state = await store.load(conn, self.saga.name, return_id)
             if state is None or state.step != "await_receipt" or state.state != "running":
                 status = ret["outcome"] or ret["status"]  # the row follows the saga (an expired one: its outcome)
@@ -192,8 +194,8 @@ class Returns:
         now = datetime.now(UTC)
         async with pool.acquire() as conn, conn.transaction():
             ret = _visible(await repo.get_return(conn, return_id), caller, f"return {return_id}")
-            telemetry.set_order_id(ret["order_id"])
             order = _visible(await repo.lock_order(conn, ret["order_id"]), caller, f"order {ret['order_id']}")
+            telemetry.set_order_id(ret["order_id"], link=order["order_traceparent"])
             state = await store.load(conn, self.saga.name, return_id)
             assert state is not None
             tr = engine.handle(self.saga, state, _incoming(ReturnCancellationRequested(return_id=return_id,

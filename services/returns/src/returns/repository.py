@@ -19,10 +19,11 @@ RETURN_COLUMNS = """return_id, order_id, channel, resolution, status, outcome, l
 async def upsert_orders(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
     """OrderPlaced: the first copy wins (an order never changes what it was placed with)."""
     await conn.executemany(
-        """INSERT INTO orders (order_id, channel, external_id, currency, customer, shipping_address, lines, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id) DO NOTHING""",
+        """INSERT INTO orders (order_id, channel, external_id, currency, customer, shipping_address, lines, created_at,
+                              order_traceparent)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING""",
         [(r["order_id"], r["channel"], r["external_id"], r["currency"], r["customer"], r["shipping_address"],
-          r["lines"], r["created_at"]) for r in rows],
+          r["lines"], r["created_at"], r.get("order_traceparent")) for r in rows],
     )
 
 
@@ -50,7 +51,7 @@ async def upsert_sku_settings(conn: asyncpg.Connection, rows: list[tuple[str, bo
 async def lock_order(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
     """The order's copy, locked until the transaction ends: requests for one order go one at a time."""
     return await conn.fetchrow(
-        """SELECT order_id, channel, external_id, currency, customer, shipping_address, lines
+        """SELECT order_id, channel, external_id, currency, customer, shipping_address, lines, order_traceparent
            FROM orders WHERE order_id = $1 FOR UPDATE""", order_id)
 
 

@@ -2,12 +2,15 @@
 payments, shipments, returns) become the orders' timelines. Carrier scans come over HTTP (api.py)."""
 
 from functools import partial
+from uuid import UUID
 
 import asyncpg
 from pydantic import BaseModel
 
 from oms_contracts import Envelope
+from oms_contracts.orders import OrderPlacedV1
 from oms_contracts.topics import BILLING_EVENTS, ORDERS_EVENTS, ORDERS_STATUS, events
+from oms_platform import telemetry
 from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
 from tracking.domain import MODELS
 from tracking.handlers import Tracking
@@ -22,18 +25,21 @@ class TimelineBatch:
     def __init__(self, service: Tracking) -> None:
         self.service = service
         self.pending: list[tuple[Envelope, BaseModel]] = []
+        self.traces: dict[UUID, str] = {}  # order id -> its OrderPlaced's traceparent
 
     async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
         pass  # apply reads what it needs for the whole batch at once
 
     async def flush(self, conn: asyncpg.Connection) -> None:
         if self.pending:
-            pending, self.pending = self.pending, []
-            await self.service.apply(conn, pending)
+            pending, traces, self.pending, self.traces = self.pending, self.traces, [], {}
+            await self.service.apply(conn, pending, traces)
 
 
 async def _collect(msg: Message, uow: UnitOfWork[TimelineBatch]) -> None:
     uow.state.pending.append((msg.envelope, msg.payload))
+    if isinstance(msg.payload, OrderPlacedV1) and (parent := telemetry.traceparent_of(msg.record.headers)):
+        uow.state.traces[msg.payload.order_id] = parent
 
 
 def timeline_consumer(service: Tracking) -> ConsumerSpec:

@@ -63,10 +63,12 @@ class Tracking:
 
     # --- the OMS's events (inside the consumer's batch transaction) ---------------------------------
 
-    async def apply(self, conn: asyncpg.Connection, batch: list[tuple[Envelope, BaseModel]]) -> None:
-        """A batch of events in a few set-based statements: orders' channels and statuses, shipments,
-        their warehouse statuses, and one timeline entry per event."""
-        placed: dict[UUID, tuple[UUID, str, str, datetime]] = {}
+    async def apply(self, conn: asyncpg.Connection, batch: list[tuple[Envelope, BaseModel]],
+                    traces: dict[UUID, str] | None = None) -> None:
+        """A batch of events in a few set-based statements: orders' channels and statuses (and the
+        traceparent of each order's OrderPlaced, in `traces`), shipments, their warehouse statuses, and
+        one timeline entry per event."""
+        placed: dict[UUID, tuple[UUID, str, str, datetime, str | None]] = {}
         statuses: dict[UUID, orders.OrderStatusChangedV1] = {}
         shipments: list[dict[str, Any]] = []
         moves: list[tuple[UUID, str]] = []
@@ -74,7 +76,8 @@ class Tracking:
         for env, event in batch:
             entries.append(domain.entry_for(env.event_id, env.order_id, env.occurred_at, event))
             if isinstance(event, orders.OrderPlacedV1):
-                placed[event.order_id] = (event.order_id, event.channel, event.external_id, event.created_at)
+                placed[event.order_id] = (event.order_id, event.channel, event.external_id, event.created_at,
+                                          (traces or {}).get(event.order_id))
             elif isinstance(event, orders.OrderStatusChangedV1):
                 latest = statuses.get(event.order_id)
                 if latest is None or event.newer_than(latest):
@@ -110,7 +113,8 @@ class Tracking:
                 message = f"unknown tracking number {scan.tracking_number} for carrier {scan.carrier}"
                 raise NotFound(message, [Violation("tracking_number", "known_tracking_number", message)])
             order_id, shipment_id = ship["order_id"], ship["shipment_id"]
-            telemetry.set_order_id(order_id)  # the scan's span and log lines: found by the order
+            # The scan's span and log lines: found by the order; its trace links to the order's.
+            telemetry.set_order_id(order_id, link=ship["order_traceparent"])
             event_id = uuid7()
             if not await repo.insert_scan(conn, carrier=scan.carrier, carrier_event_id=scan.event_id,
                                           shipment_id=shipment_id, order_id=order_id, status=scan.status,

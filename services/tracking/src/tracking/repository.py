@@ -14,15 +14,17 @@ SHIPMENT_COLUMNS = """shipment_id, order_id, location_id, carrier, service, trac
     scan_status, scan_at, scan_location, scan_reason"""
 
 
-async def record_placed(conn: asyncpg.Connection, rows: Sequence[tuple[UUID, str, str, datetime]]) -> None:
-    """(order_id, channel, external_id, placed_at), one per order."""
+async def record_placed(conn: asyncpg.Connection,
+                        rows: Sequence[tuple[UUID, str, str, datetime, str | None]]) -> None:
+    """(order_id, channel, external_id, placed_at, order_traceparent), one per order."""
     if not rows:
         return
     await conn.execute(
-        """INSERT INTO orders (order_id, channel, external_id, placed_at, status)
-           SELECT o, c, x, p, 'pending'
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS u(o, c, x, p)
+        """INSERT INTO orders (order_id, channel, external_id, placed_at, status, order_traceparent)
+           SELECT o, c, x, p, 'pending', t
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS u(o, c, x, p, t)
            ON CONFLICT (order_id) DO UPDATE SET channel = EXCLUDED.channel, external_id = EXCLUDED.external_id,
+               order_traceparent = EXCLUDED.order_traceparent,
                placed_at = EXCLUDED.placed_at, updated_at = now()""",
         *map(list, zip(*rows, strict=True)),
     )
@@ -96,9 +98,10 @@ async def insert_entries(conn: asyncpg.Connection, entries: Sequence[Entry]) -> 
 
 
 async def shipment_by_tracking(conn: asyncpg.Connection, carrier: str, tracking_number: str) -> asyncpg.Record | None:
-    """The shipment, locked: scans of one shipment are applied one at a time."""
+    """The shipment, locked (scans of one shipment are applied one at a time), with its order's traceparent."""
     return await conn.fetchrow(
-        f"SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE carrier = $1 AND tracking_number = $2 FOR UPDATE",
+        f"SELECT {SHIPMENT_COLUMNS}, (SELECT order_traceparent FROM orders o WHERE o.order_id = s.order_id) "
+        "AS order_traceparent FROM shipments s WHERE carrier = $1 AND tracking_number = $2 FOR UPDATE OF s",
         carrier, tracking_number,
     )
 
