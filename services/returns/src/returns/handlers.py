@@ -61,7 +61,10 @@ def _visible(row: asyncpg.Record | None, caller: Caller, what: str) -> asyncpg.R
 
 class Returns:
     def __init__(self, saga: Saga, carriers: Carriers, settings: Any, out: outbox.Outbox):
-        self.saga, self.carriers, self.settings, self.outbox = saga, carriers, settings, out
+        self.saga, self.carriers, self.settings = saga, carriers, settings
+        # The runtime's declaration (what it may send), without its relay: these writes happen inside
+        # transactions of their own callers, so the relay hears of them through pg_notify at commit.
+        self.outbox = outbox.Outbox(out.producer, publishes=out.publishes)
 
     # --- request --------------------------------------------------------------------------------------
 
