@@ -68,7 +68,8 @@ def build_router(service: Returns, keys: ChannelKeys) -> APIRouter:
     def pool(request: Request) -> Any:
         return request.app.state.runtime.pool
 
-    @router.post("", status_code=201, responses=answer_example(RETURN_EXAMPLE, 201, "the return, approved"))
+    @router.post("", status_code=201, responses={**answer_example(RETURN_EXAMPLE, 201, "the return, approved"),
+                                                 404: {"description": "the order is not known to returns (yet)"}})
     async def request_return(request: Request, body: domain.ReturnIn, who: CallerDep) -> ORJSONResponse:
         key = request.headers.get("idempotency-key")
         if key is None:
