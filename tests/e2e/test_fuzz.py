@@ -51,7 +51,7 @@ async def schemathesis(url: str, token: str, log: Path) -> tuple[int, str]:
 
 @pytest.mark.parametrize("service", FUZZED)
 @pytest.mark.parametrize("caller", ["operator", "channel"])
-async def test_generated_requests_get_documented_answers_never_5xx(system: System, log_dir: Path, service: str, caller: str):
+async def test_generated_requests_get_documented_answers(system: System, log_dir: Path, service: str, caller: str):
     token = ADMIN_TOKEN if caller == "operator" else system.channel_key
     assert token
     log = log_dir / f"schemathesis-{service}-{caller}.log"
