@@ -113,7 +113,8 @@ def enrich(schema: dict[str, Any], routes: Iterable[BaseRoute]) -> dict[str, Any
     schemas.pop("ValidationError", None)
     schemas["Error"] = ERROR
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    by_op = {(r.path, m.lower()): r for r in routes if isinstance(r, APIRoute) for m in r.methods or ()}
+    # path_format: the path as OpenAPI writes it ({sku:path} is {sku} there)
+    by_op = {(r.path_format, m.lower()): r for r in routes if isinstance(r, APIRoute) for m in r.methods or ()}
     for path, item in schema.get("paths", {}).items():
         for method, op in item.items():
             route = by_op.get((path, method))

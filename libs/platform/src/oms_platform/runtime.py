@@ -275,7 +275,10 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
                                                 title=title, version=version))
         return events_doc
 
-    @app.get("/metrics", tags=["ops"])
+    prometheus_text = {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response,
+             responses={200: {"description": "Prometheus text exposition", "content": prometheus_text}})
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

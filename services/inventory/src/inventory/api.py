@@ -54,13 +54,18 @@ def _created_or_ok(view: dict[str, Any], created: bool) -> ORJSONResponse:
     return ORJSONResponse(view, 201 if created else 200)
 
 
+# A PUT creates what is not there yet (201) or replaces it (200): _created_or_ok.
+CREATED_OR_OK: dict[int | str, dict[str, Any]] = {
+    200: {"description": "replaced"}, 201: {"description": "created"}}
+
+
 def build_router(admin_token: str | None, *, backorder_scan_limit: int, outbox: Outbox) -> APIRouter:
     router = APIRouter(dependencies=[Depends(operator_dependency(admin_token))], tags=["inventory"])
 
     def pool(request: Request) -> Any:
         return request.app.state.runtime.pool
 
-    @router.put("/v1/locations/{location_id}")
+    @router.put("/v1/locations/{location_id}", responses=CREATED_OR_OK)
     async def put_location(request: Request, location_id: LocationId, body: LocationIn) -> ORJSONResponse:
         return _created_or_ok(*await operator.put_location(pool(request), location_id, body.name, body.country))
 
@@ -68,13 +73,13 @@ def build_router(admin_token: str | None, *, backorder_scan_limit: int, outbox: 
     async def list_locations(request: Request, cursor: str | None = None, limit: Limit = DEFAULT_LIMIT) -> Page:
         return await operator.list_locations(pool(request), cursor=cursor, limit=limit)
 
-    @router.put("/v1/locations/{location_id}/stock/{sku:path}")
+    @router.put("/v1/locations/{location_id}/stock/{sku:path}", responses=CREATED_OR_OK)
     async def set_stock(request: Request, location_id: LocationId, sku: Sku, body: StockIn) -> ORJSONResponse:
         return _created_or_ok(*await operator.set_stock(
             pool(request), location_id, sku, body.on_hand, body.reason, scan_limit=backorder_scan_limit,
             outbox=outbox))
 
-    @router.put("/v1/skus/{sku:path}")
+    @router.put("/v1/skus/{sku:path}", responses=CREATED_OR_OK)
     async def put_sku(request: Request, sku: Sku, body: SkuSettingsIn) -> ORJSONResponse:
         return _created_or_ok(*await operator.put_sku(
             pool(request), sku, body.allow_backorder, body.low_stock_threshold, body.returnable,
