@@ -10,6 +10,7 @@ import orjson
 from bench import hops
 from bench.e2e.client import HttpConn, Order, PhaseCounters, RequestFactory
 from bench.e2e.figures import p99_by_second, pct, summarise, timeline
+from bench.e2e.flames import flame_graphs
 from bench.e2e.measure import Meter
 from bench.e2e.pgstats import analyze
 from bench.e2e.plan import STATUS_TOPIC, Plan
@@ -284,6 +285,7 @@ class Load:
         n = 0
         snap_task: asyncio.Task | None = None
         analyze_task: asyncio.Task | None = None
+        flames: list[tuple[Any, Any]] = []
         while True:
             due = n * interval
             if due >= total:
@@ -296,6 +298,8 @@ class Load:
                 # Taken beside the schedule, not in its way (it reads /proc, PostgreSQL and /metrics).
                 snap_task = asyncio.create_task(self.meter.snapshot())
                 bounds["start"] = t_wall0 + due
+                if self.plan.flame and rate in self.plan.curve:
+                    flames = flame_graphs(self.ctx, self.servers, rate, plan.latency_duration)
             now = time.monotonic() - t_mono0
             if due > now:
                 await asyncio.sleep(due - now)
@@ -311,6 +315,9 @@ class Load:
             snap_task = asyncio.create_task(self.meter.snapshot())
             bounds["start"] = time.time()
         cpu = await self.meter.delta(await snap_task)
+        for proc, path in flames:
+            if await asyncio.to_thread(proc.wait) == 0:
+                say(f"flame graph written to {path.relative_to(ROOT)}")
         if analyze_task is not None:
             await analyze_task
         if tasks:

@@ -64,6 +64,10 @@ def add_arguments(parser: Any) -> None:
                    help="e2e: the cost curve: more fixed-rate phases at these orders/s (comma-separated; '' for "
                         "none), printed with the maximum and the half-maximum phase as CPU per order and p50/p99 "
                         "against the rate, and plotted to bench/results/ (default 10,100)")
+    g.add_argument("--e2e-flame", action="store_true",
+                   help="e2e: py-spy flame graphs of every service in the cost curve's fixed-rate phases, written "
+                        "beside the results (py-spy is a dev dependency; it needs ptrace, and its sampling "
+                        "costs some CPU of its own)")
     g.add_argument("--e2e-no-raw", action="store_true",
                    help="e2e: skip the raw baseline (bench/raw.py: the same hops as the smallest aiokafka + asyncpg "
                         "pipeline, measured after the OMS with the same phases)")
@@ -102,6 +106,7 @@ class Plan:
     replicas: dict[str, int] = field(default_factory=dict)
     curve: list[float] = field(default_factory=list)
     raw: bool = True
+    flame: bool = False
 
     @classmethod
     def from_args(cls, args: Any) -> "Plan":
@@ -123,6 +128,7 @@ class Plan:
         except ValueError:
             raise ValueError(f"--e2e-curve wants rates separated by commas, not {args.e2e_curve!r}") from None
         plan.raw = not args.e2e_no_raw
+        plan.flame = args.e2e_flame
         for item in args.e2e_replicas:
             name, sep, value = item.partition("=")
             if name not in SERVICES[1:] or not sep or value not in ("1", "2", "3"):

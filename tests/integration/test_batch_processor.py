@@ -290,3 +290,22 @@ async def test_a_database_failure_aborts_the_batch_with_nothing_committed(
     await _processor(effects_pool, handlers).process([_record(before), _record(recovered), _record(after)])
     assert await _effects(effects_pool) == {before.event_id: 1, failing.event_id: 1, after.event_id: 1}
     assert len(await _outbox(effects_pool, OUT_TOPIC)) == 3
+
+
+async def test_without_span_export_a_message_carries_its_trace_on_and_starts_no_span(
+    effects_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No exporter (telemetry.enabled() is False): the consumer makes the message's trace context
+    current instead of starting a non-recording span per message; what it emits carries the trace."""
+    processor = _processor(effects_pool, Handlers())
+    started: list[Any] = []
+
+    def start(*args: Any, **kwargs: Any) -> Any:
+        started.append(args)
+        raise AssertionError("a span was started")
+
+    monkeypatch.setattr(processor._tracer, "start_as_current_span", start)
+    await processor.process([_record(_envelope())])
+    out = await _outbox(effects_pool, OUT_TOPIC)
+    assert len(out) == 1 and started == []
+    assert dict(out[0]["headers"])["traceparent"] == TRACEPARENT  # the message's own context, as it came

@@ -276,11 +276,17 @@ class BatchProcessor:
 
     @contextmanager
     def _span(self, msg: Message) -> Iterator[None]:
-        """The message's consumer span, with its order on every span and log line inside."""
+        """The message's consumer span, with its order on every span and log line inside (when spans
+        are not exported, only its trace context, so its messages still carry the trace id)."""
         rec, env = msg.record, msg.envelope
         order_id = str(env.order_id)
+        parent = telemetry.extract_context(rec.headers)
+        if not telemetry.enabled() and telemetry.has_trace(parent):  # nothing exported: carry its trace on
+            with telemetry.order_scope(order_id), telemetry.continued(parent):
+                yield
+            return
         with telemetry.order_scope(order_id), self._tracer.start_as_current_span(
-            f"consume {env.event_type}", context=telemetry.extract_context(rec.headers),
+            f"consume {env.event_type}", context=parent,
             kind=telemetry.trace.SpanKind.CONSUMER,
             attributes={"messaging.destination.name": rec.topic, telemetry.ORDER_ID: order_id},
         ):
