@@ -3,6 +3,7 @@ published, with key = order id and their headers, in enqueue order per key, once
 
 import uuid
 from collections import defaultdict
+from typing import Any
 
 import asyncpg
 import orjson
@@ -195,3 +196,37 @@ async def test_published_rows_are_marked_together_and_when_the_relay_stops(
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 3
     await relays.stop(relay)
     assert await _all_sent(pool)  # stopping marks what was published: a restart sends nothing again
+
+
+async def test_a_due_mark_rides_on_the_relays_next_read_of_the_outbox(
+    pool: asyncpg.Pool, topic: str, reader: TopicReader, relays: Relays, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Marking published rows sent costs no statement of its own while the relay runs: once their
+    mark is due, the relay's next read of the outbox (made then at the latest) marks them."""
+    executed: list[str] = []
+    real_connect = asyncpg.connect
+
+    class Counted:  # the relay's prepared statements, counted (it only fetches them)
+        def __init__(self, statement: Any, query: str):
+            self.statement, self.query = statement, query
+
+        async def fetch(self, *args: Any) -> Any:
+            executed.append(self.query)
+            return await self.statement.fetch(*args)
+
+    class Counting(asyncpg.Connection):
+        async def prepare(self, query: str, *args: Any, **kwargs: Any) -> Any:
+            return Counted(await super().prepare(query, *args, **kwargs), query)
+
+    async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+        return await real_connect(*args, connection_class=Counting, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    relay = await relays.start("rides", mark_interval=0.2)
+    async with pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, [_message(topic, uuid.uuid4(), 0)])
+    await reader.wait_for(lambda rs: len(rs) >= 1)
+    await eventually(lambda: _all_sent(pool), what="the published row to be marked sent")
+    assert executed and not [q for q in executed if q.startswith("UPDATE outbox SET sent_at")]
+    assert any(q.startswith("WITH marked AS (UPDATE outbox SET sent_at") for q in executed)
+    await relays.stop(relay)

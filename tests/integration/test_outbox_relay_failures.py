@@ -14,8 +14,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from oms_platform import metrics
+from oms_platform.inbox import prune_inbox
 from oms_platform.kafka import ensure_topics, topic_settings
-from oms_platform.outbox import MAX_BACKOFF, OutgoingMessage, prune_inbox
+from oms_platform.outbox import MAX_BACKOFF, OutgoingMessage
 from tests.integration.conftest import Relays
 from tests.integration.helpers import enqueue
 from tests.support.infra import Infra

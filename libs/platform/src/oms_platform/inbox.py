@@ -93,3 +93,20 @@ WITH claimed AS (
 SELECT (SELECT count(*) FROM claimed) AS claimed, {messages.wake} AS notified
 """, consumer, ids, *messages.params)
     return row["claimed"] == len(ids)
+
+
+async def prune_inbox(conn: asyncpg.Connection, retention_seconds: int, *, chunk: int = 10_000) -> int:
+    """Deletes inbox rows older than the retention, a chunk at a time (short locks). A redelivery comes
+    within seconds of the original (offsets are committed every CONSUMER_COMMIT_INTERVAL_MS), so the
+    default week is far beyond any redelivery; a dead letter replayed after its row was pruned is
+    applied (inbox.claim_replays), as one replayed within the week is."""
+    total = 0
+    while True:
+        status = await conn.execute(
+            "DELETE FROM inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM inbox "
+            "WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2))", retention_seconds, chunk,
+        )
+        deleted = int(status.split()[-1])
+        total += deleted
+        if deleted < chunk:
+            return total

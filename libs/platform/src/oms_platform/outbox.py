@@ -4,8 +4,8 @@ publishes them to Kafka (key = order id, in commit order per order) and marks th
 A crash anywhere between commit and publish loses nothing: unsent rows stay until published. A crash
 between publish and marking sent publishes those rows again, with the same event_id, which the
 consumers' inbox drops; the relay therefore delivers at least once and consumers apply exactly once.
-Published rows are marked sent at most every `mark_interval` (one UPDATE for all of them, not one per
-publish) and when the relay stops.
+Published rows are marked sent at most every `mark_interval` (all of them at once, in the relay's next
+read of the outbox: no statement of their own) and when the relay stops.
 """
 
 import asyncio
@@ -282,7 +282,10 @@ class OutboxRelay:
             self.is_leader = True
             await conn.add_listener(NOTIFY_CHANNEL, self.wake)
             # Rows published but not yet marked are skipped (they are few: marks wait mark_interval at most).
+            # The read also marks the rows whose mark is due ($3): one round trip, not a read and an
+            # UPDATE. (Its SELECT sees the rows as before the UPDATE: they are skipped as published, $2.)
             fetch = await conn.prepare(
+                "WITH marked AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($3::bigint[])) "
                 "SELECT id, topic, key, value, headers, extract(epoch FROM clock_timestamp() - created_at)::float8 "
                 "AS age FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL "
                 "AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
@@ -298,7 +301,9 @@ class OutboxRelay:
             mark_due = 0.0
             while True:
                 self._wake.clear()
-                rows = await fetch.fetch(self.batch_size, unmarked)
+                due = bool(unmarked) and (loop.time() >= mark_due or len(unmarked) >= self.batch_size)
+                rows = await fetch.fetch(self.batch_size, unmarked, unmarked if due else [])
+                unmarked = [] if due else unmarked
                 self._healthy()
                 await self._gauges(conn, rows)
                 if rows:
@@ -308,10 +313,9 @@ class OutboxRelay:
                     if not unmarked:
                         mark_due = loop.time() + self.mark_interval
                     unmarked += [r["id"] for r in rows if r["id"] not in parked]
-                if unmarked and (loop.time() >= mark_due or len(unmarked) >= self.batch_size or self._stopping):
-                    await mark.fetch(unmarked)
-                    unmarked = []
                 if self._stopping:
+                    if unmarked:
+                        await mark.fetch(unmarked)
                     return
                 if len(rows) == self.batch_size:
                     continue  # more waiting: no sleep
@@ -320,6 +324,8 @@ class OutboxRelay:
                         "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
                         self.retention_seconds,
                     )
+                    from oms_platform.inbox import prune_inbox  # (inbox imports this module)
+
                     await prune_inbox(conn, self.inbox_retention_seconds)
                     next_cleanup = loop.time() + 60
                 timeout = max(0.0, mark_due - loop.time()) if unmarked else self.poll_interval
@@ -400,19 +406,3 @@ class OutboxRelay:
                   row["id"], row["topic"], row["key"], len(row["value"]), error)
         return error
 
-
-async def prune_inbox(conn: asyncpg.Connection, retention_seconds: int, *, chunk: int = 10_000) -> int:
-    """Deletes inbox rows older than the retention, a chunk at a time (short locks). A redelivery comes
-    within seconds of the original (offsets are committed every CONSUMER_COMMIT_INTERVAL_MS), so the
-    default week is far beyond any redelivery; a dead letter replayed after its row was pruned is
-    applied (inbox.claim_replays), as one replayed within the week is."""
-    total = 0
-    while True:
-        status = await conn.execute(
-            "DELETE FROM inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM inbox "
-            "WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2))", retention_seconds, chunk,
-        )
-        deleted = int(status.split()[-1])
-        total += deleted
-        if deleted < chunk:
-            return total
