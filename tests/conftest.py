@@ -16,6 +16,11 @@ settings.register_profile("oms", deadline=None)
 settings.load_profile("oms")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last` (the chaos run restarts the shared test Kafka and PostgreSQL) run after the others."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     env = start_infra()

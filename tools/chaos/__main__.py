@@ -13,8 +13,11 @@ from pathlib import Path
 import httpx
 
 from tools.chaos.checks import FAILING, run_checks, settle
+from tools.chaos.effects import check_effects
 from tools.chaos.faults import Faults
+from tools.chaos.journeys import Journeys
 from tools.chaos.load import Load
+from tools.chaos.parties import Billing, MailLog, Webhooks
 from tools.chaos.stack import INFRA_SH, ROOT, Stack
 
 
@@ -28,7 +31,7 @@ class Report:
 
     @property
     def failed(self) -> list[str]:
-        return [name for name in FAILING if self.checks[name][0]] + (["faults"] if self.failures else [])
+        return [name for name in FAILING if self.checks.get(name, (0,))[0]] + (["faults"] if self.failures else [])
 
     def text(self) -> str:
         lines = [f"orders accepted: {self.orders}; processes SIGKILLed: {self.kills}"]
@@ -46,16 +49,33 @@ class Report:
 async def chaos(stack: Stack, *, rate: float, seconds: float, kills: int, settle_seconds: float, seed: int,
                 skus: int = 5, on_hand: int = 200, rolling: str | None = "orchestrator") -> Report:
     load = Load(stack, rate, [f"CHAOS-{i}" for i in range(skus)])
+    load.journeys = Journeys(stack)
     faults = Faults(stack, kills, rolling)
-    async with httpx.AsyncClient(timeout=10) as http:
-        await load.setup(http, on_hand)
-        faults.say(f"load: {rate}/s for {seconds:.0f} s over {len(stack.of('order-capture'))} order-capture "
-                   f"replica(s); {kills} SIGKILLs, a rolling restart of {rolling}"
-                   + (", a Kafka and a PostgreSQL restart" if stack.infra_profile else ""))
-        await asyncio.gather(load.run(http, seconds), faults.run(http, seconds, seed))
-        faults.say(f"load done: {len(load.placed)} orders accepted, {load.retries} retries; waiting for them to settle")
-        statuses = await settle(stack, load, settle_seconds)
-    checks = await run_checks(stack, load, statuses)
+    billing, webhooks, mail = Billing(stack), Webhooks(), MailLog(stack.state_dir / "logs" / "mail.log")
+    webhooks.start()
+    await billing.start()
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            await load.setup(http, on_hand)
+            await webhooks.subscribe(http, stack)
+            faults.say(f"load: {rate}/s for {seconds:.0f} s over {len(stack.of('order-capture'))} order-capture "
+                       f"replica(s); {kills} SIGKILLs, a rolling restart of {rolling}"
+                       + (", a Kafka and a PostgreSQL restart" if stack.infra_profile else "")
+                       + (f"; one order in {load.journeys.every} shipped, delivered, returned and refunded"
+                          if load.journeys.enabled() else "; no returns (needs fulfilment, tracking, returns and "
+                          "CARRIER_WEBHOOK_SECRET)"))
+            await asyncio.gather(load.run(http, seconds), faults.run(http, seconds, seed))
+            faults.say(f"load done: {len(load.placed)} orders accepted, {load.retries} retries; "
+                       "waiting for them to settle")
+            statuses = await settle(stack, load, settle_seconds)
+        checks = await run_checks(stack, load, statuses)
+        dups, more = await check_effects(stack, load, statuses, billing, webhooks, mail)
+    finally:
+        await billing.stop()
+        webhooks.stop()
+    figure, details = checks["duplicated effects"]
+    checks["duplicated effects"] = (figure + len(dups), (details + dups)[:10])
+    checks.update(more)
     if load.gave_up:
         checks["orders refused after 120 s of retries"] = (len(load.gave_up), load.gave_up[:10])
     return Report(checks, dict(faults.recovery), faults.killed, len(load.placed), faults.failures)

@@ -14,11 +14,13 @@ from tools.chaos.load import LOCATION, Load
 from tools.chaos.stack import Stack
 
 FINAL = {"confirmed", "rejected", "cancelled"}  # authorised payment, no backorder: where every order ends here
+RETURNED = "returned"  # where an order that went the whole way (tools/chaos/journeys.py) ends
 RANK = {"pending": 0, "awaiting_payment": 1, "backordered": 1, "confirmed": 2, "partially_shipped": 3,
-        "shipped": 4, "delivered": 5, "cancelled": 6, "rejected": 6}
+        "shipped": 4, "delivered": 5, "return_requested": 6, "partially_returned": 7, "returned": 8,
+        "cancelled": 9, "rejected": 9}
 # Any figure above 0 in these fails the run (a loss or a duplicate, or an order left half done).
 FAILING = ("orders lost", "orders stuck", "oversold units", "wrongly reserved", "duplicated effects",
-           "status regressions")
+           "status regressions", "effects lost", "wrong refunds", "journeys not completed")
 
 
 async def fetch(stack: Stack, service: str, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -32,19 +34,33 @@ async def fetch(stack: Stack, service: str, sql: str, *args: Any) -> list[asyncp
         await conn.close()
 
 
+def final(load: Load) -> dict[str, set[str]]:
+    """Where each order must end: returned when its return was accepted, else confirmed, rejected or cancelled."""
+    returned = {j.order_id for j in (load.journeys.done if load.journeys else []) if j.return_id}
+    return {p.order_id: {RETURNED} if p.order_id in returned else FINAL for p in load.placed.values()}
+
+
 async def settle(stack: Stack, load: Load, timeout: float) -> dict[str, str]:
-    """Waits until every accepted order has a final status at order-capture (or the timeout); returns
-    the statuses seen last."""
-    ids = [p.order_id for p in load.placed.values()]
+    """Waits until every accepted order has its final status at order-capture, every return is closed
+    and notification has nothing left to send for them (or the timeout); returns the statuses seen last."""
+    wanted = final(load)
+    ids = list(wanted)
+    returns = [j.return_id for j in (load.journeys.done if load.journeys else []) if j.return_id]
     deadline, statuses = time.monotonic() + timeout, {}
     while True:
         try:
             rows = await fetch(stack, "order-capture", "SELECT order_id::text, status FROM orders "
                                "WHERE order_id = ANY($1::uuid[])", ids)
             statuses = {r["order_id"]: r["status"] for r in rows}
+            open_returns = await fetch(stack, "returns", "SELECT return_id FROM returns "
+                                       "WHERE return_id = ANY($1::uuid[]) AND status <> 'closed'", returns)
+            unsent = await fetch(stack, "notification", "SELECT 1 FROM notifications WHERE order_id = ANY($1::uuid[]) "
+                                 "AND status IN ('pending', 'sending') LIMIT 1", ids)
+            settled = (len(statuses) == len(ids) and all(statuses[o] in wanted[o] for o in ids)
+                       and not open_returns and not unsent)
         except (OSError, asyncpg.PostgresError):
-            pass
-        if (len(statuses) == len(ids) and set(statuses.values()) <= FINAL) or time.monotonic() > deadline:
+            settled = False
+        if settled or time.monotonic() > deadline:
             return statuses
         await asyncio.sleep(1)
 
@@ -56,18 +72,20 @@ async def status_events(stack: Stack, order_ids: set[str]) -> dict[str, list[tup
     await consumer.start()
     found: dict[str, list[tuple[str, str]]] = defaultdict(list)
     try:
-        tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
-        if not tps:
-            await consumer.force_metadata_update()  # type: ignore[attr-defined]
-            tps = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        metadata = await consumer._client.fetch_all_metadata()  # a fresh consumer knows no topic yet
+        tps = [TopicPartition(topic, p) for p in (metadata.partitions_for_topic(topic) or set())]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in tps])
+
+        while await behind():
             for records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
                 for rec in records:
                     env = orjson.loads(rec.value)
-                    if env.get("order_id") in order_ids:
+                    if env.get("event_type") == "OrderStatusChanged" and env.get("order_id") in order_ids:
                         found[env["order_id"]].append((env["event_id"], env["payload"]["new_status"]))
     finally:
         await consumer.stop()
@@ -96,7 +114,8 @@ async def run_checks(stack: Stack, load: Load, statuses: dict[str, str]) -> dict
     out: dict[str, tuple[int, list[str]]] = {}
     lost = [o for o in ids if o not in statuses]
     out["orders lost"] = (len(lost), lost[:10])
-    stuck = [f"{o}: {s}" for o, s in statuses.items() if s not in FINAL]
+    wanted = final(load)
+    stuck = [f"{o}: {s}" for o, s in statuses.items() if s not in wanted[o]]
     out["orders stuck"] = (len(stuck), stuck[:10])
 
     stock = await fetch(stack, "inventory", "SELECT sku, on_hand, reserved FROM stock WHERE location_id = $1 "
@@ -113,8 +132,12 @@ async def run_checks(stack: Stack, load: Load, statuses: dict[str, str]) -> dict
     out["oversold units"] = (oversold, [f"{r['sku']}: on hand {r['on_hand']}, held {held[r['sku']]}" for r in stock
                                         if held[r["sku"]] > r["on_hand"]])
     by_order = {r["order_id"]: r["status"] for r in reservations}
+    # confirmed: held; shipped (and delivered, returned): committed; cancelled or rejected: neither
+    expect = {"confirmed": "reserved",
+              **{s: "committed" for s in RANK if RANK["shipped"] <= RANK[s] < RANK["cancelled"]}}
     wrong = [f"{o}: order {s}, reservation {by_order.get(o)}" for o, s in statuses.items()
-             if s in FINAL and (s == "confirmed") != (by_order.get(o) == "reserved")]
+             if (s in FINAL or s == RETURNED) and expect.get(s) != (by_order.get(o) if by_order.get(o) in
+                                                                   ("reserved", "committed") else None)]
     out["wrongly reserved"] = (len(wrong), wrong[:10])
 
     dups = [f"stock {r['sku']}: reserved {r['reserved']} but reservations hold {held[r['sku']]}" for r in stock
@@ -122,10 +145,9 @@ async def run_checks(stack: Stack, load: Load, statuses: dict[str, str]) -> dict
     dups += [f"order {r['order_id']}: {r['n']} shipments" for r in await fetch(
         stack, "fulfilment", "SELECT order_id::text, count(*) AS n FROM shipments WHERE order_id = ANY($1::uuid[]) "
         "GROUP BY order_id HAVING count(*) > 1", ids)]
-    dups += [f"order {r['order_id']}: {r['n']} {r['channel']} {r['what']}" for r in await fetch(
-        stack, "notification", "SELECT order_id::text, channel, coalesce(template, event_type) AS what, count(*) AS n "
-        "FROM notifications WHERE order_id = ANY($1::uuid[]) AND status = 'sent' "
-        "GROUP BY order_id, channel, coalesce(template, event_type), subscription_id HAVING count(*) > 1", ids)]
+    dups += [f"order {r['order_id']}: {r['n']} stock movements {r['reason']} of {r['sku']}" for r in await fetch(
+        stack, "inventory", "SELECT order_id::text, sku, reason, count(*) AS n FROM stock_movements "
+        "WHERE order_id = ANY($1::uuid[]) GROUP BY order_id, sku, reason HAVING count(*) > 1", ids)]
     dups += [f"Idempotency-Key retried: {load.mismatched_retries} answered with another order"] * (
         load.mismatched_retries > 0)
     out["duplicated effects"] = (len(dups), dups[:10])

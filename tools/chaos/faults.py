@@ -29,6 +29,7 @@ class Faults:
     # Cleared while Kafka or PostgreSQL restarts: a killed process is started again once they are back
     # (a start before would fail at once and only burn CPU, as a supervisor's backoff avoids).
     _infra_up: asyncio.Event = field(default_factory=asyncio.Event)
+    _restarting: int = 0
 
     def __post_init__(self) -> None:
         self._infra_up.set()
@@ -72,6 +73,8 @@ class Faults:
 
         async def back() -> None:
             try:
+                while self.stack.pid(inst):  # gone before services.sh looks (else: "already running")
+                    await asyncio.sleep(0.05)
                 await self._start_again(inst, since)
             finally:
                 self._busy.discard(inst.name)
@@ -113,6 +116,7 @@ class Faults:
     async def restart_infra(self, http: httpx.AsyncClient, what: str) -> None:
         self.say(f"restarting {what}")
         since = time.monotonic()
+        self._restarting += 1
         self._infra_up.clear()
         try:
             await asyncio.to_thread(self.stack.infra, f"restart-{what}")
@@ -120,7 +124,9 @@ class Faults:
             self.failures.append(str(exc)[-500:])
             return
         finally:
-            self._infra_up.set()
+            self._restarting -= 1
+            if not self._restarting:  # Kafka's and PostgreSQL's restarts may overlap
+                self._infra_up.set()
         self.recovery[what].append(time.monotonic() - since)
         await asyncio.sleep(1)  # let /readyz notice it was gone before asking whether all are back
         if await self.all_ready(http):

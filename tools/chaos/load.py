@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from tools.chaos.journeys import Journeys
 from tools.chaos.stack import Stack
 
 CHANNELS = ("web", "pos", "phone")
@@ -39,6 +40,7 @@ class Load:
     mismatched_retries: int = 0  # a retry with the same key answered with another order: a duplicate
     retries: int = 0
     gave_up: list[str] = field(default_factory=list)  # keys never accepted: not orders (the client was told no)
+    journeys: Journeys | None = None  # shipped, delivered, returned and refunded: a share of the orders
 
     def _capture(self) -> itertools.cycle:
         return itertools.cycle([i.url for i in self.stack.of("order-capture")])
@@ -102,6 +104,8 @@ class Load:
             r = await self._post(http, urls, f"/v1/orders/{placed.order_id}/cancel", {"reason": "chaos"},
                                  {"Authorization": headers["Authorization"]}, deadline)
             placed.cancel_requested = r is not None and r.status_code == 202
+        elif self.journeys is not None and self.journeys.wanted(n):
+            await self.journeys.run(http, placed.order_id, body["lines"], n, deadline + 120)
 
     async def run(self, http: httpx.AsyncClient, seconds: float, retry_for: float = 120) -> None:
         """Starts an order every 1/rate seconds for `seconds`; each keeps retrying up to `retry_for`."""

@@ -54,8 +54,12 @@ class Stack:
         return cls(env, kafka_bootstrap, pg_admin_dsn, infra_profile, instances)
 
     @property
+    def state_dir(self) -> Path:
+        return Path(self.env.get("OMS_STATE_DIR") or ROOT / ".local" / "dev")
+
+    @property
     def run_dir(self) -> Path:
-        return Path(self.env.get("OMS_STATE_DIR") or ROOT / ".local" / "dev") / "run"
+        return self.state_dir / "run"
 
     @property
     def topic_prefix(self) -> str:
@@ -77,8 +81,12 @@ class Stack:
         return f"{base}/{database}"
 
     def pid(self, inst: Instance) -> int | None:
+        """The instance's live process, if any (a SIGKILLed one not yet reaped is a zombie: not alive)."""
         try:
             pid = int((self.run_dir / f"{inst.name}.pid").read_text())
+            stat = Path(f"/proc/{pid}/stat").read_text() if Path("/proc").is_dir() else ""
+            if stat.rpartition(")")[2].split()[:1] == ["Z"]:
+                return None
             os.kill(pid, 0)
             return pid
         except (OSError, ValueError):

@@ -1,0 +1,83 @@
+"""The short chaos run of `make chaos` in `make test`: three replicas of every consumer service
+(order-capture, orchestrator, inventory, fulfilment, tracking, notification, returns) started through
+deploy/local/services.sh on topics of their own, with its mail sink; steady orders from three
+channels with retries on the same Idempotency-Key, a share of them shipped, delivered (the carrier's
+webhook), returned (the returns API, retried with its key) and refunded (billing played by the run);
+a webhook receiver subscribed; SIGKILLs of random replicas (each started again), a rolling restart of
+the orchestrator, and, on the local test servers, a Kafka and a PostgreSQL restart (through
+infra.sh; the test runs last, so no other test sees them). Then nothing lost, stuck, oversold,
+wrongly reserved or doubled (reservation, shipment, stock movement, email, webhook, return, refund),
+and no status going backwards."""
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.infra import Infra
+from tests.support.services import ADMIN_TOKEN, free_port, service_table
+from tools.chaos.__main__ import chaos
+from tools.chaos.stack import SERVICES_SH, Stack
+
+pytestmark = [pytest.mark.infra, pytest.mark.last]
+
+REPLICAS, STEP = 3, 10
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def base_ports(n: int) -> list[int]:
+    """n ports p, each with p + STEP*k free for every replica k."""
+    found: list[int] = []
+    # Below the ephemeral range (32768+ on Linux): a client's outgoing connection cannot take the port
+    # between this check and the service binding it.
+    p = random.randrange(20000, 30000)
+    while len(found) < n:
+        p = p + 1 if p < 32000 else 20000
+        if all(_free(p + STEP * k) for k in range(REPLICAS)) and all(abs(p - q) % STEP for q in found):
+            found.append(p)
+    return found
+
+
+async def test_short_chaos_run_loses_and_doubles_nothing(infra: Infra, tmp_path: Path) -> None:
+    nonce = uuid.uuid4().hex[:8]
+    services = service_table()
+    conf = tmp_path / "services.conf"
+    conf.write_text("".join(f"{name} {module} {port} chaos_{nonce}_{module}\n"
+                            for (name, (module, _, _)), port in zip(services.items(), base_ports(len(services)),
+                                                                     strict=True)))
+    env = {**os.environ, "SERVICES_CONF": str(conf), "OMS_STATE_DIR": str(tmp_path / "state"),
+           "OMS_SERVICES_INFRA": "external", "KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+           "PG_ADMIN_DSN": infra.pg_admin_dsn, "KAFKA_TOPIC_PREFIX": f"chaos{nonce}.",
+           "KAFKA_GROUP_SUFFIX": f".chaos{nonce}", "OMS_ADMIN_TOKEN": ADMIN_TOKEN, "LOG_LEVEL": "WARNING",
+           "REPLICAS": str(REPLICAS), "REPLICA_PORT_STEP": str(STEP), "MAIL_SINK_PORT": str(free_port()),
+           "CARRIER_WEBHOOK_SECRET": f"chaos-carrier-{nonce}", "TRACKING_LINK_SECRET": f"chaos-link-{nonce}",
+           # A sender SIGKILLed mid-send leaves its rows leased: 15 s (over the SMTP and webhook timeouts)
+           # rather than 60 before another replica takes them.
+           "SENDER_LEASE_SECONDS": "15"}
+    stack = Stack.from_env(env, infra.kafka_bootstrap, infra.pg_admin_dsn, "test" if infra.mode == "local" else None)
+    try:
+        up = await asyncio.to_thread(subprocess.run, [str(SERVICES_SH), "up"], env=env, capture_output=True,
+                                     text=True, timeout=600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        report = await chaos(stack, rate=4, seconds=30, kills=8, settle_seconds=180, seed=21)
+        print(report.text())
+        assert report.kills >= 8 and report.orders >= 100, report.text()
+        assert report.checks["journeys (shipped, delivered, returned, refunded)"][0] >= 10, report.text()
+        assert report.failed == [], report.text()
+        if stack.infra_profile:
+            assert {"kafka", "postgres"} <= set(report.recovery), report.text()
+    finally:
+        await asyncio.to_thread(subprocess.run, [str(SERVICES_SH), "down"], env=env, capture_output=True, timeout=300)
