@@ -128,14 +128,15 @@ start_kafka() {
     -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka-log4j2.xml" -Dkafka.logs.dir="$LOGS" \
     -cp "$cp" kafka.Kafka "$props" > "$LOGS/kafka.out" 2>&1 &
   echo $! > "$RUN/kafka.pid"
-  for _ in $(seq 1 120); do
+  # KAFKA_START_SECONDS (60): a restart under load (make chaos) may give it longer.
+  for _ in $(seq 1 $((2 * ${KAFKA_START_SECONDS:-60}))); do
     if grep -qs "Kafka Server started" "$LOGS/kafka.out" "$LOGS/kafka.log" && port_open "$KAFKA_PORT"; then
       log "Kafka ready"; return
     fi
     alive "$RUN/kafka.pid" || { echo "Kafka exited; see $LOGS/kafka.out" >&2; tail -20 "$LOGS/kafka.out" >&2; exit 1; }
     sleep 0.5
   done
-  echo "Kafka did not start in 60s; see $LOGS" >&2; exit 1
+  echo "Kafka did not start in ${KAFKA_START_SECONDS:-60}s; see $LOGS" >&2; exit 1
 }
 
 ZIPKIN_VERSION=3.6.1

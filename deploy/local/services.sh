@@ -13,7 +13,7 @@
 # With no OMS_ADMIN_TOKEN (or CARRIER_WEBHOOK_SECRET) given, a dev one is generated once and kept in
 # .local/dev/admin-token (carrier-webhook-secret), so operator calls and `make demo` work at once.
 # With no SMTP_HOST given, a local mail sink (aiosmtpd) takes the emails on 127.0.0.1:1025 and
-# prints them to .local/dev/logs/mail.log.
+# prints them to .local/dev/logs/mail.log (tests: only with MAIL_SINK_PORT, its port).
 # ONLY=<instance>[,<instance>] limits `up` to those (e.g. ONLY=orchestrator.1: start it again after a crash,
 # as `make chaos` does) and stops no extra replica.
 # Overrides (tests): SERVICES_CONF, OMS_STATE_DIR, and OMS_SERVICES_INFRA=external with

@@ -10,6 +10,9 @@ orders lost, stuck, oversold, wrongly reserved, duplicated effects, status regre
 and the time each component took to recover. It exits 1 on any loss or duplicate.
 
     stack.py   what runs: services.conf, replicas, ports, pid files, databases, topics
-    load.py    the channels' orders and cancellations
-    faults.py  kills, rolling restart, Kafka and PostgreSQL restarts, recovery times
-    checks.py  the checks on the services' databases and the status topic"""
+    load.py      the channels' orders and cancellations
+    journeys.py  a share of them dispatched, delivered, returned and received at the returns desk
+    parties.py   billing (refunds), a webhook receiver and the mail sink's log: what reached them
+    faults.py    kills, rolling restart, Kafka and PostgreSQL restarts, recovery times
+    checks.py    the checks on the services' databases and the status topic
+    effects.py   the checks on what reached billing, the webhook receiver and the mailbox"""

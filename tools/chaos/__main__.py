@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import logging
 import os
 import statistics
 import subprocess
@@ -47,10 +48,11 @@ class Report:
 
 
 async def chaos(stack: Stack, *, rate: float, seconds: float, kills: int, settle_seconds: float, seed: int,
-                skus: int = 5, on_hand: int = 200, rolling: str | None = "orchestrator") -> Report:
+                skus: int = 5, on_hand: int = 200, rolling: str | None = "orchestrator",
+                targets: tuple[str, ...] | None = None) -> Report:
     load = Load(stack, rate, [f"CHAOS-{i}" for i in range(skus)])
     load.journeys = Journeys(stack)
-    faults = Faults(stack, kills, rolling)
+    faults = Faults(stack, kills, rolling, targets)
     billing, webhooks, mail = Billing(stack), Webhooks(), MailLog(stack.state_dir / "logs" / "mail.log")
     webhooks.start()
     await billing.start()
@@ -59,7 +61,8 @@ async def chaos(stack: Stack, *, rate: float, seconds: float, kills: int, settle
             await load.setup(http, on_hand)
             await webhooks.subscribe(http, stack)
             faults.say(f"load: {rate}/s for {seconds:.0f} s over {len(stack.of('order-capture'))} order-capture "
-                       f"replica(s); {kills} SIGKILLs, a rolling restart of {rolling}"
+                       f"replica(s); {kills} SIGKILLs of {', '.join(targets) if targets else 'any service'}, "
+                       f"a rolling restart of {rolling}"
                        + (", a Kafka and a PostgreSQL restart" if stack.infra_profile else "")
                        + (f"; one order in {load.journeys.every} shipped, delivered, returned and refunded"
                           if load.journeys.enabled() else "; no returns (needs fulfilment, tracking, returns and "
@@ -91,6 +94,10 @@ def main() -> int:
     p.add_argument("--infra-profile", default="dev", choices=("dev", "test", "none"),
                    help="whose Kafka and PostgreSQL infra.sh restarts (none: no infrastructure restarts)")
     args = p.parse_args()
+    # The run's own Kafka clients (billing, the status reader) log every refused connection while
+    # Kafka restarts on purpose: that is expected here, not news.
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     env = dict(os.environ)
     kept = Path(env.get("OMS_STATE_DIR") or ROOT / ".local" / "dev") / "admin-token"  # make up's, when none was given
     if not env.get("OMS_ADMIN_TOKEN") and kept.is_file():

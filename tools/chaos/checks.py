@@ -35,9 +35,13 @@ async def fetch(stack: Stack, service: str, sql: str, *args: Any) -> list[asyncp
 
 
 def final(load: Load) -> dict[str, set[str]]:
-    """Where each order must end: returned when its return was accepted, else confirmed, rejected or cancelled."""
-    returned = {j.order_id for j in (load.journeys.done if load.journeys else []) if j.return_id}
-    return {p.order_id: {RETURNED} if p.order_id in returned else FINAL for p in load.placed.values()}
+    """Where each order must end: returned when its return was accepted, else confirmed, rejected or
+    cancelled; shipped or delivered too when its journey stopped there (a check of its own reports that)."""
+    journeys = load.journeys.done if load.journeys else []
+    returned = {j.order_id for j in journeys if j.return_id}
+    stopped = {j.order_id for j in journeys if j.failed and not j.return_id}
+    return {p.order_id: {RETURNED} if p.order_id in returned else FINAL | {"shipped", "delivered"}
+            if p.order_id in stopped else FINAL for p in load.placed.values()}
 
 
 async def settle(stack: Stack, load: Load, timeout: float) -> dict[str, str]:

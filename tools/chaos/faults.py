@@ -21,6 +21,7 @@ class Faults:
     stack: Stack
     kills: int
     rolling: str | None = "orchestrator"
+    targets: tuple[str, ...] | None = None  # the services whose processes may be killed (None: any)
     log: list[str] = field(default_factory=list)
     recovery: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     failures: list[str] = field(default_factory=list)
@@ -58,7 +59,8 @@ class Faults:
                 await asyncio.sleep(2)
 
     async def kill_one(self, rnd: random.Random) -> asyncio.Task | None:
-        candidates = [i for i in self.stack.instances if i.name not in self._busy and self.stack.pid(i)]
+        candidates = [i for i in self.stack.instances if i.name not in self._busy and self.stack.pid(i)
+                      and (self.targets is None or i.service in self.targets)]
         if not candidates:
             return None
         inst = rnd.choice(candidates)

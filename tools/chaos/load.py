@@ -105,7 +105,7 @@ class Load:
                                  {"Authorization": headers["Authorization"]}, deadline)
             placed.cancel_requested = r is not None and r.status_code == 202
         elif self.journeys is not None and self.journeys.wanted(n):
-            await self.journeys.run(http, placed.order_id, body["lines"], n, deadline + 120)
+            await self.journeys.run(http, placed.order_id, body["lines"], n, deadline + 240)
 
     async def run(self, http: httpx.AsyncClient, seconds: float, retry_for: float = 120) -> None:
         """Starts an order every 1/rate seconds for `seconds`; each keeps retrying up to `retry_for`."""

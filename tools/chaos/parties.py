@@ -172,7 +172,10 @@ class MailLog:
             text = f.read().decode(errors="replace")
         mails = []
         for block in text.split("---------- MESSAGE FOLLOWS ----------")[1:]:
-            headers = HeaderParser().parsestr(block.split("------------ END MESSAGE ------------")[0].lstrip("\n"))
-            if headers["Message-ID"]:
-                mails.append(Mail(headers["Message-ID"].strip(), (headers["X-OMS-Order-Id"] or "").strip()))
+            # aiosmtpd may print the session's "mail options: [...]" paragraph before the message's headers
+            for part in block.split("------------ END MESSAGE ------------")[0].split("\n\n"):
+                headers = HeaderParser().parsestr(part.strip("\n") + "\n")
+                if headers["Message-ID"]:
+                    mails.append(Mail(headers["Message-ID"].strip(), (headers["X-OMS-Order-Id"] or "").strip()))
+                    break
         return mails

@@ -101,7 +101,8 @@ class Stack:
 
     def infra(self, command: str) -> None:
         assert self.infra_profile
-        done = subprocess.run([str(INFRA_SH), self.infra_profile, command], env=self.env, capture_output=True,
-                              text=True, timeout=300)
+        # A JVM starting on a machine busy with the run's own processes may need more than a minute.
+        done = subprocess.run([str(INFRA_SH), self.infra_profile, command], capture_output=True, text=True,
+                              env={"KAFKA_START_SECONDS": "240", **self.env}, timeout=360)
         if done.returncode != 0:
             raise RuntimeError(f"infra.sh {self.infra_profile} {command} failed: {done.stdout}{done.stderr}")
