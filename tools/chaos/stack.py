@@ -94,8 +94,11 @@ class Stack:
 
     def start(self, inst: Instance) -> None:
         """services.sh up for that instance alone: returns once it answers /readyz."""
-        done = subprocess.run([str(SERVICES_SH), "up"], env={**self.env, "ONLY": inst.name},
-                              capture_output=True, text=True, timeout=300)
+        try:
+            done = subprocess.run([str(SERVICES_SH), "up"], env={**self.env, "ONLY": inst.name},
+                                  capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired as exc:  # a start that hangs is one more failed attempt
+            raise RuntimeError(f"restarting {inst.name}: no answer in 300 s") from exc
         if done.returncode != 0:
             raise RuntimeError(f"restarting {inst.name} failed: {done.stdout}{done.stderr}")
 
