@@ -142,12 +142,15 @@ case "$CMD" in
       mv "$RUN/$inst.env.new" "$RUN/$inst.env"
     done < <(instances)
     while read -r inst name module port db; do
+      ready=0
       for _ in $(seq 1 120); do
-        if all_up "$port"; then echo "[services] $inst ready: http://127.0.0.1:$port"; break; fi
+        if all_up "$port"; then echo "[services] $inst ready: http://127.0.0.1:$port"; ready=1; break; fi
         alive "$RUN/$inst.pid" || { echo "$inst exited; last lines of $LOGS/$inst.log:" >&2; tail -20 "$LOGS/$inst.log" >&2; exit 1; }
         sleep 0.5
       done
-      all_up "$port" || { echo "$inst not ready after 60s; see $LOGS/$inst.log" >&2; exit 1; }
+      # Not asked again once seen ready: a service that was ready and is briefly not (a rebalance
+      # under way) is not one that never started.
+      [ "$ready" = 1 ] || all_up "$port" || { echo "$inst not ready after 60s; see $LOGS/$inst.log" >&2; exit 1; }
     done < <(instances) ;;
   down)
     for inst in $(recorded); do stop_service "$inst"; done
