@@ -11,7 +11,7 @@ import pytest
 
 from tests.deploy.support import ROOT, load_script
 from tests.support.infra import Infra
-from tests.support.services import free_port
+from tests.support.services import free_port, spaced_free_ports
 
 service_env = load_script("local/service_env.py")
 SERVICES_SH = ROOT / "deploy" / "local" / "services.sh"
@@ -96,8 +96,8 @@ def test_make_up_restarts_a_running_service_whose_token_changed(infra: Infra, tm
 
 @pytest.mark.infra
 def test_make_up_runs_replicas_each_on_its_port_and_stops_the_extra_ones(infra: Infra, tmp_path: Path):
-    step = 7  # replicas on port, port+7, port+14 (free_port gives one port; its neighbours are very likely free)
-    port, db = free_port(), f"svcsh_{uuid.uuid4().hex[:8]}"
+    step = 7  # replicas on port, port+7, port+14, all checked free below the ephemeral range
+    [port], db = spaced_free_ports(1, 3, step), f"svcsh_{uuid.uuid4().hex[:8]}"
     conf = tmp_path / "services.conf"
     conf.write_text(f"order-capture  order_capture  {port}  {db}\n")
     run = tmp_path / "state" / "run"

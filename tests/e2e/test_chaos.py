@@ -14,8 +14,6 @@ tracking, notification and returns (one of the others), their replicas the ones 
 
 import asyncio
 import os
-import random
-import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -23,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.infra import Infra
-from tests.support.services import ADMIN_TOKEN, free_port, service_table
+from tests.support.services import ADMIN_TOKEN, free_port, service_table, spaced_free_ports
 from tools.chaos.__main__ import chaos
 from tools.chaos.stack import SERVICES_SH, Stack
 
@@ -34,26 +32,8 @@ SAGA = ("order-capture", "orchestrator", "inventory", "fulfilment")
 EDGES = ("tracking", "notification", "returns")
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 def base_ports(n: int) -> list[int]:
-    """n ports p, each with p + STEP*k free for every replica k."""
-    found: list[int] = []
-    # Below the ephemeral range (32768+ on Linux): a client's outgoing connection cannot take the port
-    # between this check and the service binding it.
-    p = random.randrange(20000, 30000)
-    while len(found) < n:
-        p = p + 1 if p < 32000 else 20000
-        if all(_free(p + STEP * k) for k in range(REPLICAS)) and all(abs(p - q) % STEP for q in found):
-            found.append(p)
-    return found
+    return spaced_free_ports(n, REPLICAS, STEP)
 
 
 # The edge services' run has not passed yet on this project's machine (a restarted replica took

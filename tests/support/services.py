@@ -2,6 +2,7 @@
 talk to it over HTTP and Kafka and kill it with SIGKILL mid-flight."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,6 +33,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def spaced_free_ports(n: int, replicas: int, step: int) -> list[int]:
+    """n base ports p, each with p + step*k free for every replica k < replicas, from below the
+    ephemeral range (32768+ on Linux), so no client's outgoing connection takes one before the service
+    binds it (a port from free_port() is ephemeral: its neighbours can be taken at any moment)."""
+    found: list[int] = []
+    p = random.randrange(20000, 30000)
+    while len(found) < n:
+        p = p + 1 if p < 32000 else 20000
+        if all(_bindable(p + step * k) for k in range(replicas)) and all(abs(p - q) % step for q in found):
+            found.append(p)
+    return found
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 class ServiceProcess:
