@@ -35,3 +35,56 @@ def test_uneven_counts_differ_by_one_and_stale_or_foreign_claims_are_ignored() -
     assert sorted(p for ps in got.values() for p in ps) == [0, 1, 2]
     assert {len(ps) for ps in got.values()} == {1}
     assert share(0, {"a": []}) == {"a": []}
+
+
+class _Cluster:
+    def __init__(self, partitions: dict[str, int]):
+        self.partitions = partitions
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(range(self.partitions[topic])) if topic in self.partitions else None
+
+
+def _numbers(assignment: object) -> list[int]:
+    return sorted({p for _, ps in assignment.assignment for p in ps})  # type: ignore[attr-defined]
+
+
+def test_join_metadata_stays_the_same_whatever_the_member_was_given() -> None:
+    """The broker rebalances whenever a member rejoins with other metadata: it must not carry the share."""
+    from oms_platform.assignor import CoPartitionedStickyAssignor
+
+    member = CoPartitionedStickyAssignor("orchestrator-8000")
+    before = member.metadata(["t"])
+    plan = member.assign(_Cluster({"t": 3}), {"m1": before})
+    member.on_assignment(plan["m1"])
+    assert member.metadata(["t"]) == before
+    assert CoPartitionedStickyAssignor().key != CoPartitionedStickyAssignor().key  # no instance id: one per process
+
+
+def test_the_leader_keeps_shares_by_member_key_across_member_ids() -> None:
+    """A restarted static member has a new member id but the same key: it gets its numbers back."""
+    from oms_platform.assignor import CoPartitionedStickyAssignor
+
+    leader = CoPartitionedStickyAssignor("a")
+    meta = {k: CoPartitionedStickyAssignor(k).metadata(["x", "y"]) for k in ("a", "b", "c")}
+    cluster = _Cluster({"x": 6, "y": 6})
+    first = leader.assign(cluster, {f"{k}-1": m for k, m in meta.items()})
+    back = leader.assign(cluster, {"a-1": meta["a"], "b-2": meta["b"], "c-1": meta["c"]})
+    assert _numbers(back["b-2"]) == _numbers(first["b-1"])
+    gone = leader.assign(cluster, {"a-1": meta["a"], "c-1": meta["c"]})
+    assert set(_numbers(first["a-1"])) <= set(_numbers(gone["a-1"]))  # kept its own, took some of b's
+    for plan in (first, gone, back):  # co-partitioned: the same numbers of both topics
+        for a in plan.values():
+            x, y = ([ps for t, ps in a.assignment if t == name] for name in ("x", "y"))
+            assert x == y
+
+
+def test_a_member_of_an_older_build_is_shared_by_its_member_id() -> None:
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+
+    from oms_platform.assignor import CoPartitionedStickyAssignor
+
+    old = ConsumerProtocolMemberMetadata(0, ["t"], b"[0, 1]")
+    plan = CoPartitionedStickyAssignor("new").assign(
+        _Cluster({"t": 2}), {"old-1": old, "new-1": CoPartitionedStickyAssignor("new").metadata(["t"])})
+    assert sorted(_numbers(plan["old-1"]) + _numbers(plan["new-1"])) == [0, 1]

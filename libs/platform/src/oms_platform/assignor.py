@@ -7,16 +7,24 @@ one replica (its locks and its batch's set-based statements never contend with a
 that order). aiokafka's assignors do not: round-robin (faststream's default) lays all topic-partitions
 in one row, so partition 1 of one topic and partition 1 of another land on different members.
 
-Sticky: each member tells the group the numbers it owned (in its join metadata) and keeps them when the
-new balance allows, so a replica joining, leaving or restarting moves only the numbers that must move
-(aiokafka's group protocol is eager: every member stops and resumes at a rebalance, but the partitions
-that stay put keep their consumer). With static membership (KAFKA_GROUP_INSTANCE_ID) a replica that
-restarts within the session timeout causes no rebalance at all.
+Sticky without moving metadata: each member joins with a stable key (its group.instance.id, else an id
+drawn once per process) and nothing else of its own, and the leader keeps the share it computed last,
+so a replica joining or leaving moves only the numbers that must move while the same leader stays
+(a new leader, which has no memory, shares by sorted key: the same members always get the same share).
+The metadata must not change between joins: the broker starts a rebalance whenever a member rejoins
+with other metadata, so when it carried the numbers a member owned, every share changed it and any late
+rejoin became one more rebalance. (This assignor is also the only protocol a consumer offers: aiokafka
+0.14 sends one JoinGroup per assignor, each listing one more protocol than the last, which the broker
+also takes for changed metadata; with a fallback assignor, groups of three replicas rebalanced every
+100 ms for minutes.) With static membership (KAFKA_GROUP_INSTANCE_ID) a replica restarted within the
+session timeout rejoins with the same metadata and gets its share back with no rebalance at all
+(aiokafka's group protocol is eager: every member pauses during a rebalance).
 
 One instance per consumer (the protocol calls metadata/on_assignment on what it is given: an instance
 keeps one group's history apart from the other groups of the same process)."""
 
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -55,14 +63,15 @@ class CoPartitionedStickyAssignor:
     name = "oms-copartitioned-sticky"
     version = 0
 
-    def __init__(self) -> None:
-        self.owned: list[int] = []
+    def __init__(self, member_key: str | None = None) -> None:
+        self.key = member_key or uuid.uuid4().hex
+        self.last_share: dict[str, list[int]] = {}  # key -> numbers, as this member last shared them as leader
 
     def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
-        return ConsumerProtocolMemberMetadata(self.version, sorted(topics), orjson.dumps(self.owned))
+        return ConsumerProtocolMemberMetadata(self.version, sorted(topics), orjson.dumps({"key": self.key}))
 
     def on_assignment(self, assignment: ConsumerProtocolMemberAssignment) -> None:
-        self.owned = sorted({tp.partition for tp in assignment.partitions()})
+        pass
 
     def assign(self, cluster: Any, members: Mapping[str, ConsumerProtocolMemberMetadata]) -> dict[
             str, ConsumerProtocolMemberAssignment]:
@@ -76,8 +85,10 @@ class CoPartitionedStickyAssignor:
                     counts[topic] = len(found)
         if len(set(counts.values())) > 1:
             log.warning("topics of one group differ in partition count (%s): not co-partitioned", counts)
-        numbers = share(max(counts.values(), default=0), {m: _previous(meta) for m, meta in members.items()})
-        owner = {p: m for m, ps in numbers.items() for p in ps}
+        keys = {m: _key(m, meta) for m, meta in members.items()}
+        by_key = share(max(counts.values(), default=0), {k: self.last_share.get(k, []) for k in keys.values()})
+        self.last_share = by_key
+        owner = {p: m for m, k in keys.items() for p in by_key[k]}
         plan: dict[str, dict[str, list[int]]] = {m: {} for m in members}
         for topic, count in sorted(counts.items()):
             readers = sorted(m for m, meta in members.items() if topic in meta.subscription)
@@ -93,9 +104,11 @@ class CoPartitionedStickyAssignor:
         }
 
 
-def _previous(meta: ConsumerProtocolMemberMetadata) -> list[int]:
+def _key(member_id: str, meta: ConsumerProtocolMemberMetadata) -> str:
+    """The member's stable key; its member id when it sent none (an older build's list of numbers)."""
     try:
-        owned = orjson.loads(meta.user_data or b"[]")
-    except orjson.JSONDecodeError:  # a member with another assignor's data: it owned nothing we know of
-        return []
-    return [p for p in owned if isinstance(p, int)] if isinstance(owned, list) else []
+        data = orjson.loads(meta.user_data or b"null")
+    except orjson.JSONDecodeError:
+        return member_id
+    key = data.get("key") if isinstance(data, dict) else None
+    return key if isinstance(key, str) and key else member_id

@@ -27,7 +27,6 @@ from uuid import UUID
 
 import asyncpg
 from aiokafka import ConsumerRecord
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from pydantic import BaseModel, ValidationError
 
 from oms_contracts import Envelope, parse_payload
@@ -361,9 +360,10 @@ def subscribe(
         session_timeout_ms=session_timeout_ms,
         group_instance_id=group_instance_id,
         heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
-        # Co-partitioned and sticky (oms_platform.assignor); round-robin (the previous default) stays
-        # second, so a rolling upgrade from replicas without it still forms one group.
-        partition_assignment_strategy=(CoPartitionedStickyAssignor(), RoundRobinPartitionAssignor),
+        # Co-partitioned and sticky (oms_platform.assignor), and alone: aiokafka 0.14 sends one JoinGroup
+        # per assignor, each with one more protocol than the last, so with a fallback every join looked
+        # to the broker like a member changing its metadata, and groups rebalanced for minutes.
+        partition_assignment_strategy=(CoPartitionedStickyAssignor(group_instance_id),),
         ack_policy=AckPolicy.NACK_ON_ERROR,  # an error seeks every partition back to the batch's start
         decoder=_the_message,
     )
