@@ -16,6 +16,8 @@
 # prints them to .local/dev/logs/mail.log (tests: only with MAIL_SINK_PORT, its port).
 # ONLY=<instance>[,<instance>] limits `up` to those (e.g. ONLY=orchestrator.1: start it again after a crash,
 # as `make chaos` does) and stops no extra replica.
+# READY_SECONDS (default 120): how long each process may take to answer /readyz (2 cores starting 15
+# processes beside Kafka and PostgreSQL, each replica joining its groups, can take more than a minute).
 # Overrides (tests): SERVICES_CONF, OMS_STATE_DIR, and OMS_SERVICES_INFRA=external with
 # KAFKA_BOOTSTRAP and PG_ADMIN_DSN given instead of the dev infrastructure's.
 set -euo pipefail
@@ -143,14 +145,19 @@ case "$CMD" in
     done < <(instances)
     while read -r inst name module port db; do
       ready=0
-      for _ in $(seq 1 120); do
+      for _ in $(seq 1 $((2 * ${READY_SECONDS:-120}))); do
         if all_up "$port"; then echo "[services] $inst ready: http://127.0.0.1:$port"; ready=1; break; fi
         alive "$RUN/$inst.pid" || { echo "$inst exited; last lines of $LOGS/$inst.log:" >&2; tail -20 "$LOGS/$inst.log" >&2; exit 1; }
         sleep 0.5
       done
       # Not asked again once seen ready: a service that was ready and is briefly not (a rebalance
       # under way) is not one that never started.
-      [ "$ready" = 1 ] || all_up "$port" || { echo "$inst not ready after 60s; see $LOGS/$inst.log" >&2; exit 1; }
+      [ "$ready" = 1 ] || all_up "$port" || {
+        echo "$inst not ready after ${READY_SECONDS:-120}s ($(curl -s "http://127.0.0.1:$port/readyz" || echo "no answer" ));" \
+             "last lines of $LOGS/$inst.log:" >&2; tail -20 "$LOGS/$inst.log" >&2
+        # Where it is stuck (py-spy is a dev dependency; it needs ptrace rights, so it may say no).
+        [ ! -x "$ROOT/.venv/bin/py-spy" ] || { echo "its threads now:" >&2; "$ROOT/.venv/bin/py-spy" dump --pid "$(cat "$RUN/$inst.pid")" >&2 || true; }
+        exit 1; }
     done < <(instances) ;;
   down)
     for inst in $(recorded); do stop_service "$inst"; done
