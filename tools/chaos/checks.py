@@ -69,6 +69,30 @@ async def settle(stack: Stack, load: Load, timeout: float) -> dict[str, str]:
         await asyncio.sleep(1)
 
 
+def status_findings(events: dict[str, list[tuple[str, str]]], statuses: dict[str, str]
+                    ) -> tuple[list[str], list[str], int]:
+    """From each order's (event_id, new_status) in topic order: the orders whose status went backwards
+    (or whose last event disagrees with order capture), statuses announced twice by distinct events,
+    and how many events were seen again with their event id. Such a resend (a relay that died between
+    publishing and marking its rows; receivers drop it by event id) is not a change of status."""
+    regressions, twice, resent = [], [], 0
+    for order_id, seq in events.items():
+        distinct = list(dict.fromkeys(seq))
+        resent += len(seq) - len(distinct)
+        top, seen = -1, {}
+        for event_id, status in distinct:
+            if RANK[status] < top:
+                regressions.append(f"{order_id}: {' -> '.join(s for _, s in distinct)}")
+                break
+            top = max(top, RANK[status])
+            if status in seen and seen[status] != event_id:
+                twice.append(f"{order_id}: {status}")
+            seen[status] = event_id
+        if distinct and statuses.get(order_id) not in (None, distinct[-1][1]):
+            regressions.append(f"{order_id}: order-capture says {statuses[order_id]}, last event {distinct[-1][1]}")
+    return regressions, twice, resent
+
+
 async def status_events(stack: Stack, order_ids: set[str]) -> dict[str, list[tuple[str, str]]]:
     """(event_id, new_status) of every OrderStatusChanged of these orders, in topic order."""
     topic = f"{stack.topic_prefix}oms.orders.status"
@@ -157,21 +181,10 @@ async def run_checks(stack: Stack, load: Load, statuses: dict[str, str]) -> dict
     out["duplicated effects"] = (len(dups), dups[:10])
 
     events = await status_events(stack, set(ids))
-    regressions, twice = [], []
-    for order_id, seq in events.items():
-        top, seen = -1, {}
-        for event_id, status in seq:
-            if RANK[status] < top:
-                regressions.append(f"{order_id}: {' -> '.join(s for _, s in seq)}")
-                break
-            top = max(top, RANK[status])
-            if status in seen and seen[status] != event_id:
-                twice.append(f"{order_id}: {status}")
-            seen[status] = event_id
-        if seq and statuses.get(order_id) not in (None, seq[-1][1]):
-            regressions.append(f"{order_id}: order-capture says {statuses[order_id]}, last event {seq[-1][1]}")
+    regressions, twice, resent = status_findings(events, statuses)
     out["status regressions"] = (len(regressions), regressions[:10])
     out["status announced twice (distinct events)"] = (len(twice), twice[:10])
+    out["status events resent (same event id)"] = (resent, [])
     dlq = await dead_letters(stack)
     out["dead letters"] = (sum(dlq.values()), [f"{t}: {n}" for t, n in dlq.items()])
     return out
