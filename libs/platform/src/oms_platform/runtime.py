@@ -133,7 +133,7 @@ class ServiceRuntime:
                     commit_interval=s.consumer_commit_interval_ms / 1000, group_instance_id=s.kafka_group_instance_id,
                 ))
             if self.ready_needs is None or "consumers" in self.ready_needs:
-                await self.broker.start()  # returns once the groups have handed this process its partitions
+                await self._start_consumers()  # returns once the groups have handed this process its partitions
             else:  # serve HTTP meanwhile (a restarted member may wait out a dead one's session)
                 self._broker_start = asyncio.create_task(self._start_broker(), name="broker-start")
         log.info("%s started on %s:%d", s.service_name, s.http_host, s.http_port)
@@ -141,7 +141,7 @@ class ServiceRuntime:
     async def _start_broker(self) -> None:
         assert self.broker is not None
         try:
-            await self.broker.start()
+            await self._start_consumers()
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001
@@ -149,6 +149,18 @@ class ServiceRuntime:
             # rather than serving on without ever consuming.
             log.exception("consumers did not start; stopping the service")
             os.kill(os.getpid(), signal.SIGTERM)
+
+    async def _start_consumers(self) -> None:
+        """The broker's start (KafkaBroker.start: connect, then each subscriber, then each publisher),
+        with every consumer group joined at once: faststream starts its subscribers one after another,
+        each waiting until its group hands it partitions, so a replica restarted beside others waited
+        out one rebalance per group in a row."""
+        assert self.broker is not None
+        await self.broker.connect()
+        await asyncio.gather(*(sub.start() for sub in self.broker.subscribers))
+        for pub in self.broker.publishers:
+            await pub.start()
+        self.broker.running = True
 
     async def stop(self) -> None:
         if self._broker_start is not None and not self._broker_start.done():
