@@ -8,6 +8,7 @@ import resource
 import time
 from typing import Any
 
+from bench.e2e.edges import MAIL_SINK
 from bench.e2e.metrics import consumer_delta, scrape
 from bench.e2e.pgstats import pg_counters, pg_table_reads
 from bench.e2e.procstats import process_table, switch_delta, switches_of, user_system
@@ -59,8 +60,9 @@ class Meter:
         after = dict(zip(self.servers, metrics, strict=True))
         names = dict.fromkeys(k.split("#")[0] for k in self.servers)  # the services (or the raw pipeline's)
         cpu = {name: round(sum(v for k, v in used.items() if k.split("#")[0] == name), 3) for name in names}
-        if "kafka" in used:
-            cpu["kafka"] = used["kafka"]
+        for name in ("kafka", MAIL_SINK):
+            if name in used:
+                cpu[name] = used[name]
         cpu["postgres_backends"] = used["postgres_backends"]
         cpu["postgres_aux"] = round(sum(v for k, v in used.items() if k.startswith("pg-aux:")), 3)
         cpu["bench_client"] = round(usage.ru_utime + usage.ru_stime - snap["self_cpu"], 3)

@@ -13,6 +13,8 @@ GOAL_RATE = 300.0  # orders/s end to end
 GOAL_P99_MS = 250.0  # POST -> confirmed at half the maximum
 
 SERVICES = ("order-capture", "orchestrator", "inventory", "fulfilment")
+# With --e2e-edges: the services that consume the saga's events without taking part in it.
+EDGES = ("tracking", "notification", "returns")
 STATUS_TOPIC = TOPIC_PREFIX + "oms.orders.status"
 # What the saga's services consume: another consumer group with members on these (another benchmark
 # run on the same Kafka) would also process the benchmark's orders (and answer its commands).
@@ -54,11 +56,16 @@ def add_arguments(parser: Any) -> None:
                         "experiments (e.g. synchronous_commit=off); repeatable; recorded in the figures")
     g.add_argument("--e2e-replicas", action="append", default=[], metavar="SERVICE=N",
                    help="e2e: run N processes (1 to 3, one consumer group: the topics have 3 partitions) of "
-                        "orchestrator, inventory or fulfilment; repeatable")
+                        "orchestrator, inventory or fulfilment (or, with --e2e-edges, of an edge service); "
+                        "repeatable")
+    g.add_argument("--e2e-edges", action="store_true",
+                   help="e2e: also run tracking, notification (with a local aiosmtpd mail sink) and returns, "
+                        "which consume the saga's events: their CPU per confirmed order is measured too "
+                        "(off by default, so the figures stay comparable with earlier runs)")
     g.add_argument("--e2e-no-analyze", action="store_true",
                    help="e2e: do not ANALYZE the bench databases after each warm-up (measure a fresh database, "
                         "with the plans cached before autovacuum first analyzes it)")
-    g.add_argument("--e2e-profile", choices=SERVICES, default=None,
+    g.add_argument("--e2e-profile", choices=SERVICES + EDGES, default=None,
                    help="e2e: run this service under cProfile and print where its time goes (slows it down)")
     g.add_argument("--e2e-curve", default="10,100", metavar="RATES",
                    help="e2e: the cost curve: more fixed-rate phases at these orders/s (comma-separated; '' for "
@@ -107,13 +114,19 @@ class Plan:
     curve: list[float] = field(default_factory=list)
     raw: bool = True
     flame: bool = False
+    edges: bool = False
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services this run starts: the saga's four, and the edge services with --e2e-edges."""
+        return SERVICES + EDGES if self.edges else SERVICES
 
     @classmethod
     def from_args(cls, args: Any) -> "Plan":
         env_all: dict[str, str] = {}
-        env_by: dict[str, dict[str, str]] = {s: {} for s in SERVICES}
+        env_by: dict[str, dict[str, str]] = {s: {} for s in SERVICES + EDGES}
         for item in args.e2e_env:
-            target, name, value = _parse_env(item)
+            target, name, value = _parse_env(item, SERVICES + EDGES if args.e2e_edges else SERVICES)
             (env_by[target] if target else env_all)[name] = value
         plan = cls(args.e2e_duration, args.e2e_warmup, args.e2e_latency_duration, args.e2e_rate, args.e2e_window,
                    args.e2e_connections, args.e2e_drain, args.e2e_skip_max, env_all, env_by, args.e2e_profile,
@@ -129,13 +142,17 @@ class Plan:
             raise ValueError(f"--e2e-curve wants rates separated by commas, not {args.e2e_curve!r}") from None
         plan.raw = not args.e2e_no_raw
         plan.flame = args.e2e_flame
+        plan.edges = args.e2e_edges
+        replicable = plan.services[1:]
         for item in args.e2e_replicas:
             name, sep, value = item.partition("=")
-            if name not in SERVICES[1:] or not sep or value not in ("1", "2", "3"):
-                raise ValueError(f"--e2e-replicas wants SERVICE=N (SERVICE one of {', '.join(SERVICES[1:])}, "
+            if name not in replicable or not sep or value not in ("1", "2", "3"):
+                raise ValueError(f"--e2e-replicas wants SERVICE=N (SERVICE one of {', '.join(replicable)}, "
                                  f"N 1 to 3), not {item!r}")
             plan.replicas[name] = int(value)
         problems = []
+        if plan.profile is not None and plan.profile not in plan.services:
+            problems.append(f"--e2e-profile {plan.profile} needs --e2e-edges")
         if plan.duration < 1 or plan.latency_duration < 1:
             problems.append("--e2e-duration and --e2e-latency-duration must be >= 1")
         if plan.warmup < 0 or plan.drain < 1:
@@ -159,14 +176,14 @@ class Plan:
         return 120 + phase1 + phase2 + 60
 
 
-def _parse_env(item: str) -> tuple[str | None, str, str]:
+def _parse_env(item: str, services: tuple[str, ...] = SERVICES) -> tuple[str | None, str, str]:
     pair, target = item, None
     head, colon, rest = item.partition(":")
-    if colon and head in SERVICES:
+    if colon and head in services:
         target, pair = head, rest
     name, sep, value = pair.partition("=")
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"--e2e-env wants [SERVICE:]NAME=VALUE (SERVICE one of {', '.join(SERVICES)}), "
+        raise ValueError(f"--e2e-env wants [SERVICE:]NAME=VALUE (SERVICE one of {', '.join(services)}), "
                          f"not {item!r}")
     return target, name, value
 
@@ -178,7 +195,7 @@ def service_table() -> dict[str, tuple[str, str]]:
         if line.strip() and not line.lstrip().startswith("#"):
             name, module, _port, db = line.split()
             table[name] = (module, db)
-    missing = set(SERVICES) - set(table)
+    missing = set(SERVICES + EDGES) - set(table)
     if missing:
         raise RuntimeError(f"{CONF.relative_to(ROOT)} does not list {sorted(missing)}")
     return table

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.e2e.edges import MAIL_SINK
 from bench.e2e.plan import GOAL_P99_MS, GOAL_RATE, STATUS_TOPIC
 from bench.env import ROOT, say
 
@@ -33,7 +34,9 @@ def _row(label: str, d: dict[str, Any]) -> str:
 
 
 CPU_ROWS = (("order-capture", "order-capture"), ("orchestrator", "orchestrator"), ("inventory", "inventory"),
-            ("fulfilment", "fulfilment"), ("kafka", "Kafka broker (dev)"),
+            ("fulfilment", "fulfilment"), ("tracking", "tracking"), ("notification", "notification"),
+            ("returns", "returns"), (MAIL_SINK, "mail sink (aiosmtpd, not the OMS)"),
+            ("kafka", "Kafka broker (dev)"),
             ("postgres_backends", "PostgreSQL backends (bench dbs)"),
             ("postgres_aux", "PostgreSQL WAL writer etc."), ("bench_client", "bench load generator"))
 
@@ -50,6 +53,8 @@ def print_table(f: dict[str, Any]) -> None:
         extra += "  [env: " + " ".join(f"{k}={v}" for k, v in env.items()) + "]"
     if not s["analyze_after_warmup"]:
         extra += "  [no ANALYZE: fresh-database plans]"
+    if s.get("edges"):
+        extra += "  [edges: tracking, notification, returns measured too]"
     if s["replicas"]:
         extra += "  [processes: " + " ".join(f"{k}x{v}" for k, v in s["replicas"].items()) + "]"
     if s["postgres_settings"]:

@@ -11,9 +11,10 @@ from contextlib import ExitStack
 from typing import Any
 
 from bench.e2e.curve import curve_path, plot_curve, points, print_curve, run_raw
+from bench.e2e.edges import MAIL_SINK, edge_env, mail_sink, run_secrets, wait_listening
 from bench.e2e.load import Load
 from bench.e2e.pgstats import postgres_aux_pids
-from bench.e2e.plan import LOCATION, NAME, QUANTITY, SAGA_TOPICS, SERVICES, SKU_COUNT, STOCK, Plan, service_table, skus
+from bench.e2e.plan import LOCATION, NAME, QUANTITY, SAGA_TOPICS, SKU_COUNT, STOCK, Plan, service_table, skus
 from bench.e2e.procstats import kafka_pid
 from bench.e2e.report import goals, print_profile, print_table
 from bench.env import (
@@ -57,7 +58,9 @@ def run(ctx: Context) -> dict[str, Any]:
     prof_path = RESULTS_DIR / f"e2e-{ctx.stamp}-{plan.profile}.prof" if plan.profile else None
     servers: dict[str, Server] = {}
     databases: dict[str, str] = {}
-    for name in SERVICES:
+    sink = mail_sink() if plan.edges else None
+    link_secret, carrier_secret = run_secrets()
+    for name in plan.services:
         module, db = table[name]
         databases[name] = f"bench_{db}"
         say(f"recreating database {databases[name]}")
@@ -81,19 +84,24 @@ def run(ctx: Context) -> dict[str, Any]:
                 "KAFKA_TOPIC_PREFIX": TOPIC_PREFIX, "ZIPKIN_ENDPOINT": "",
                 # One channel key sends every order: the per-key rate limit would cap the measure.
                 "RATE_LIMIT_PER_KEY_PER_SECOND": "0",
+                **edge_env(name, sink.port if sink else None, link_secret, carrier_secret),
                 **plan.env_all, **plan.env_by_service[name],
             }
             servers[key] = Server(key.replace("#", "-"), argv, env, port,
                                   stop_signal=signal.SIGINT if profiled else signal.SIGTERM)
 
     with ExitStack() as stack:
-        stack.callback(stop_all, list(servers.values()))
+        stack.callback(stop_all, list(servers.values()) + ([sink] if sink else []))
+        if sink is not None:
+            wait_listening(sink.start())
         for server in servers.values():
             server.start()
         for server in servers.values():
             server.wait_ready("/readyz", timeout=120)
         api_key = set_up(servers, admin_token)
         pids = {name: s.pid for name, s in servers.items()}
+        if sink is not None:
+            pids[MAIL_SINK] = sink.pid
         broker = kafka_pid(ctx.kafka_bootstrap)
         if broker is not None:
             pids["kafka"] = broker
@@ -125,7 +133,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "service_env_all": plan.env_all,
             "service_env": {k: v for k, v in plan.env_by_service.items() if v},
             "postgres_settings": plan.pg_settings, "analyze_after_warmup": plan.analyze,
-            "replicas": plan.replicas,
+            "replicas": plan.replicas, "services": list(plan.services), "edges": plan.edges,
             "group_suffix": group_suffix, "profiled": plan.profile,
             "load_generator": "python asyncio streams + uvloop, HTTP/1.1 keep-alive, prebuilt requests",
             "confirmed_time": "Kafka record timestamp of OrderStatusChanged(confirmed) on oms.orders.status",
