@@ -35,7 +35,10 @@ Each service's /metrics gives its consumer batches in the window (count, mean si
 PostgreSQL its activity per database (commits, rows written and read, WAL), all per confirmed order.
 
 Options for experiments: --e2e-env (settings of the services), --e2e-pg (of the bench databases),
---e2e-replicas (several processes of a service), --e2e-profile (cProfile of one service). The figures
+--e2e-replicas (several processes of a service), --e2e-profile (cProfile of one service). --e2e-edges
+also starts tracking, notification and returns the same way (with their secrets, and an aiosmtpd sink
+that takes notification's emails, its CPU shown apart), so their CPU per confirmed order is in the table
+and in the services' sum; off by default, so runs without it stay comparable. The figures
 are printed as a table and returned to __main__, which writes bench/results/e2e-<UTC time>.json.
 
 The package, by concern: plan.py (options and the settings of a run), runner.py (the processes, their
@@ -43,7 +46,8 @@ set-up, the run), load.py (the load generator and the phases), client.py (the HT
 order's record), measure.py (the snapshots of a window), procstats.py (CPU and context switches from
 /proc), pgstats.py (PostgreSQL's counters), metrics.py (the services' /metrics), figures.py
 (percentiles and the figures of a phase), report.py (the printed table), curve.py (the raw baseline's
-run, bench/raw.py, and the cost curve: CPU per order and p50/p99 against the rate, a table and a PNG).
+run, bench/raw.py, and the cost curve: CPU per order and p50/p99 against the rate, a table and a PNG),
+edges.py (the edge services' settings and the mail sink of --e2e-edges).
 """
 
 from bench.e2e.plan import DESCRIPTION, NAME, add_arguments, check_arguments
