@@ -6,7 +6,7 @@ Kafka client (aiokafka) logs while Kafka was reachable becomes one warning ("Kaf
 every connection error after it is counted, not written. While Kafka is down a probe opens a TCP
 connection to the bootstrap servers every second; once one answers and the client has been quiet for
 a moment, one warning says Kafka is back, with the outage's length and how many lines were held back.
-Kafka client records that are not about connections pass as they are."""
+Kafka client records that are not about connections (a rebalance under way among them) pass as they are."""
 
 import asyncio
 import logging
@@ -20,6 +20,9 @@ _CONNECTION_TROUBLE = re.compile(
     r"could not send|cannot send|nodenotready|requesttimedout|timed out|broken pipe|reset by peer",
     re.IGNORECASE,
 )
+# The group protocol at work, not Kafka out of reach: "Heartbeat failed for group X because it is
+# rebalancing", "OffsetCommit failed ... RebalanceInProgressError" (they passed for outages at every rebalance).
+_REBALANCING = re.compile(r"rebalanc", re.IGNORECASE)
 
 
 class KafkaOutageLog(logging.Filter):
@@ -36,7 +39,8 @@ class KafkaOutageLog(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("aiokafka") or record.levelno < logging.WARNING:
             return True
-        if not _CONNECTION_TROUBLE.search(record.getMessage()):
+        message = record.getMessage()
+        if not _CONNECTION_TROUBLE.search(message) or _REBALANCING.search(message):
             return True
         self.last_trouble = time.monotonic()
         if self.down_since is not None:
@@ -45,7 +49,7 @@ class KafkaOutageLog(logging.Filter):
         self.down_since = self.last_trouble
         self.suppressed = 0
         log.warning("Kafka unreachable (%s); further Kafka client connection errors are held back until it is back",
-                    record.getMessage()[:300])
+                    message[:300])
         self._start_probe()
         return False
 
