@@ -334,8 +334,8 @@ class _HandlerFailed(Exception):
 
 def subscribe(
     broker: Any, processor: BatchProcessor, *, max_records: int = 500, auto_offset_reset: str = "earliest",
-    session_timeout_ms: int = 10_000, poll_ms: int = 500, commit_interval: float = 0.2,
-    group_instance_id: str | None = None,
+    session_timeout_ms: int = 10_000, poll_ms: int = 5000, commit_interval: float = 0.2,
+    group_instance_id: str | None = None, fetch_max_wait_ms: int = 5000,
 ) -> Any:
     """Binds a BatchProcessor to a faststream KafkaBroker as a batch subscriber. Offsets are
     committed only after the batch's transaction commits (by an OffsetCommitter, at most every
@@ -360,6 +360,7 @@ def subscribe(
         session_timeout_ms=session_timeout_ms,
         group_instance_id=group_instance_id,
         heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
+        fetch_max_wait_ms=fetch_max_wait_ms,  # a long poll: see ServiceSettings.consumer_poll_ms
         # Co-partitioned and sticky (oms_platform.assignor), and alone: aiokafka 0.14 sends one JoinGroup
         # per assignor, each with one more protocol than the last, so with a fallback every join looked
         # to the broker like a member changing its metadata, and groups rebalanced for minutes.
