@@ -9,8 +9,10 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 
-from oms_platform.consumer import BatchProcessor, ConsumerSpec, OffsetCommitter, subscribe
+from oms_platform.consumer import BatchProcessor, ConsumerSpec
+from oms_platform.offsets import OffsetCommitter
 from oms_platform.outbox import Outbox
+from oms_platform.subscriber import subscribe
 
 
 class FakeConsumer:

@@ -40,14 +40,14 @@ async def pool(fresh_db: str):
     await pool.close()
 
 
-def processor(pool: asyncpg.Pool, *,
-              held: asyncio.Event | None = None, release: asyncio.Event | None = None) -> BatchProcessor:
+def processor(pool: asyncpg.Pool, *, held: asyncio.Event | None = None, release: asyncio.Event | None = None,
+              optimistic: bool = True) -> BatchProcessor:
     """The orchestrator's saga consumer; with `held`/`release`, its first handler call of a batch says
-    it got there (the batch's locks taken) and waits to be released."""
+    it got there (the batch's locks taken, or its sagas read when optimistic) and waits to be released."""
     spec = saga_consumer(SagaRunner(order_saga()))
     if held is not None and release is not None:
         spec = ConsumerSpec(spec.name, spec.topics, {t: _held(h, held, release) for t, h in spec.handlers.items()},
-                            spec.batch_state)
+                            spec.batch_state, optimistic=optimistic)
     return BatchProcessor(spec, pool, outbox=Outbox("orchestrator"), group_id=GROUP, backoff=0.01)
 
 
@@ -102,14 +102,21 @@ async def sent(pool: asyncpg.Pool, event_type: str) -> dict[UUID, int]:
     return found
 
 
-async def test_two_processes_creating_the_same_sagas_make_one_each_and_neither_batch_fails(pool, monkeypatch):
+# The first batch in a transaction with its locks, or optimistic (its write undone and done again in a
+# transaction when the other came first); the second optimistic (the orchestrator's fast path).
+FIRST = pytest.mark.parametrize("optimistic", [False, True], ids=["locked", "optimistic"])
+
+
+@FIRST
+async def test_two_processes_creating_the_same_sagas_make_one_each_and_neither_batch_fails(pool, monkeypatch,
+                                                                                          optimistic):
     orders = [uuid4() for _ in range(3)]
     batch = records([placed(o) for o in orders])
     isolated = isolated_runs(monkeypatch)
     held, release = asyncio.Event(), asyncio.Event()
 
     # The second process gets the same OrderPlaced events (the partition changed hands) in another order.
-    await run_both(processor(pool, held=held, release=release).process(batch), held, release,
+    await run_both(processor(pool, held=held, release=release, optimistic=optimistic).process(batch), held, release,
                    lambda: processor(pool).process(list(reversed(batch))))
 
     assert await pool.fetchval("SELECT count(*) FROM saga_instances") == 3
@@ -117,7 +124,8 @@ async def test_two_processes_creating_the_same_sagas_make_one_each_and_neither_b
     assert isolated == []  # no batch failed and was redone message by message
 
 
-async def test_claim_first_and_fast_paths_on_the_same_orders_do_not_deadlock(pool, monkeypatch):
+@FIRST
+async def test_claim_first_and_fast_paths_on_the_same_orders_do_not_deadlock(pool, monkeypatch, optimistic):
     orders = [uuid4() for _ in range(3)]
     await processor(pool).process(records([placed(o) for o in orders]))
     cancels = records([OrderCancellationRequestedV1(order_id=o, reason="customer_request", requested_by="web")
@@ -130,7 +138,7 @@ async def test_claim_first_and_fast_paths_on_the_same_orders_do_not_deadlock(poo
 
     # Fast path first (it holds the sagas, and claims the events at its end); meanwhile the claim-first
     # path on the same events.
-    await run_both(processor(pool, held=held, release=release).process(cancels), held, release,
+    await run_both(processor(pool, held=held, release=release, optimistic=optimistic).process(cancels), held, release,
                    lambda: processor(pool).process([replay, *reversed(cancels)]))
 
     assert await sent(pool, "ReleaseStock") == {o: 1 for o in orders}

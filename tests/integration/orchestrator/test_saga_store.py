@@ -116,13 +116,14 @@ async def test_a_batch_of_many_sagas_is_written_with_one_statement(saga_pool: as
         for t in sagas:
             await store.save_many(conn, [store.Write.of(t.history, t.now)])
     calls = []
-    save_many = store.save_many
+    save_params = store.save_params
 
-    async def counted(conn, writes):
-        calls.append(len(list(writes)))
-        return await save_many(conn, writes)
+    def counted(writes, checked):  # the parameters of the one write, optimistic (save_sql) or not
+        writes = list(writes)
+        calls.append(len(writes))
+        return save_params(writes, checked)
 
-    monkeypatch.setattr(store, "save_many", counted)
+    monkeypatch.setattr(store, "save_params", counted)
     runner = SagaRunner(SAGA)
     processor = BatchProcessor(saga_consumer(runner), saga_pool, outbox=Outbox("orchestrator"), group_id="g")
     envs = [new_envelope(dispatched(t, sid), producer="fulfilment", order_id=t.order_id)

@@ -12,7 +12,9 @@ savepoint and retried (with backoff) up to max_attempts; then the message goes t
 moves on; its inbox claim stays, marked dead-lettered, so a replay of it (oms_platform.dlq) is applied
 once by this group and skipped by the others. The offsets are committed after the transaction
 commits. A database or connection failure aborts the whole batch, which is then redelivered; the
-inbox makes the redelivery harmless.
+inbox makes the redelivery harmless. An optimistic consumer (ConsumerSpec.optimistic) first tries the
+batch without a transaction: its state read without locks, then one statement that writes everything
+or, on a conflict, nothing (_run_optimistic); the transaction above only when that finds a conflict.
 """
 
 import asyncio
@@ -31,10 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from oms_contracts import Envelope, parse_payload
 from oms_platform import inbox, metrics, telemetry
-from oms_platform.assignor import CoPartitionedStickyAssignor
-from oms_platform.consumer_lag import LagGauge, poll_without_idle_sleep
 from oms_platform.dlq import dead_letter
-from oms_platform.offsets import OffsetCommitter
 from oms_platform.outbox import Outbox, OutgoingMessage, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -70,6 +69,16 @@ class BatchState(Protocol):
     async def flush(self, conn: asyncpg.Connection) -> None: ...
 
 
+class OptimisticBatchState(BatchState, Protocol):
+    """A batch state that can also work without a transaction (ConsumerSpec.optimistic): `read` reads
+    without locking and `write_sql` gives its writes for the batch's one statement, with the check that
+    undoes them when what it read was written meanwhile (inbox.claim_optimistic)."""
+
+    async def read(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None: ...
+
+    def write_sql(self, first_param: int) -> inbox.StatementPart: ...
+
+
 Handler = Callable[[Message, UnitOfWork[Any]], Awaitable[None]]
 
 
@@ -87,6 +96,10 @@ class ConsumerSpec:
     # (its locks), then each attempt gets a fresh state loaded with its one message and flushed inside
     # its savepoint (a failed attempt's decisions go with it).
     batch_state: Callable[[], BatchState] | None = None
+    # The handlers touch the database only through an OptimisticBatchState: a batch is then one read and
+    # one write statement, no transaction (BatchProcessor._run_optimistic); the usual transaction, with
+    # locks and the claim first, when that write finds a conflict.
+    optimistic: bool = False
 
 
 class BatchProcessor:
@@ -126,7 +139,8 @@ class BatchProcessor:
         replaying = any(inbox.replay_for(rec.headers) is not None for rec, _, _ in parsed)  # rare: claimed first
         try:
             try:
-                await self._run(parsed, isolate=False, claim_first=replaying)
+                if not (self.spec.optimistic and not replaying and await self._run_optimistic(parsed)):
+                    await self._run(parsed, isolate=False, claim_first=replaying)
             except _AlreadyClaimed:
                 metrics.CONSUMER_RECLAIMED.labels(self.spec.name).inc()
                 await self._run(parsed, isolate=False, claim_first=True)
@@ -218,10 +232,68 @@ class BatchProcessor:
                         raise _AlreadyClaimed()
                 await inbox.mark_dead_lettered(conn, self.group_id, [eid for _, eid in dead if eid is not None])
             written.committed()
-        for outcome in outcomes:
-            metrics.CONSUMED.labels(self.spec.name, outcome).inc()
+        self._count(outcomes)
         for rec, _ in dead:
             metrics.DLQ_MESSAGES.labels(rec.topic.removeprefix(self.topic_prefix), self.spec.name).inc()
+
+    async def _run_optimistic(self, parsed: list[tuple[ConsumerRecord, Envelope | None, str | None]]) -> bool:
+        """The batch as two statements without a transaction: the state's read, the handlers in memory,
+        then one statement with the state's writes, the outgoing messages and the inbox claim, which
+        leaves nothing if any event was applied before or what was read has been written meanwhile
+        (_AlreadyClaimed: the batch is redone in a transaction, claiming first). False, with nothing
+        done, for a batch that needs the careful path anyway (a message to dead-letter)."""
+        todo: list[tuple[Message, Handler]] = []
+        outcomes: list[str] = []
+        seen: set[UUID] = set()
+        for rec, env, _ in parsed:
+            if env is None:
+                return False
+            handler = self.spec.handlers.get(env.event_type)
+            if handler is None or env.event_id in seen:
+                outcomes.append("skipped" if handler is None else "duplicate")
+                continue
+            seen.add(env.event_id)
+            try:
+                payload = parse_payload(env.event_type, env.event_version, env.payload)
+            except (ValidationError, LookupError):
+                return False
+            todo.append((Message(env, payload, rec), handler))
+        if not todo:
+            self._count(outcomes)
+            return True
+        outgoing: list[OutgoingMessage] = []
+        async with self.pool.acquire() as conn:
+            with self._batch_span(todo):
+                assert self.spec.batch_state is not None
+                state: Any = self.spec.batch_state()
+                await self._batch_level(state.read(conn, [msg.envelope for msg, _ in todo]))
+                for msg, handler in todo:
+                    try:
+                        with self._span(msg):
+                            await handler(msg, UnitOfWork(conn, self.outbox.producer, state, msg.envelope, outgoing))
+                    except INFRA_ERRORS:
+                        raise
+                    except Exception as exc:
+                        raise _HandlerFailed(msg.envelope.event_id) from exc
+                    outcomes.append("applied")
+                part = state.write_sql(1)
+                written = self.outbox.sql(outgoing, len(part.params) + 1, only_if=part.gate)
+                try:
+                    await inbox.claim_optimistic(conn, self.group_id, seen, written, part, len(part.params) + 1)
+                except asyncpg.PostgresError as exc:
+                    if exc.sqlstate not in inbox.CONFLICT_SQLSTATES:  # e.g. a value refused: message by message
+                        log.warning("%s: the batch's write failed (%s); applying it message by message",
+                                    self.spec.name, exc)
+                        raise _HandlerFailed(None) from exc
+                    metrics.CONSUMER_CONFLICTS.labels(self.spec.name).inc()
+                    raise _AlreadyClaimed() from exc
+            written.committed()
+        self._count(outcomes)
+        return True
+
+    def _count(self, outcomes: list[str]) -> None:
+        for outcome in outcomes:
+            metrics.CONSUMED.labels(self.spec.name, outcome).inc()
 
     @staticmethod
     async def _batch_level(call: Awaitable[Any]) -> Any:
@@ -330,68 +402,3 @@ class _HandlerFailed(Exception):
     def __init__(self, event_id: UUID | None):  # None: the batch state's load or flush failed
         super().__init__(str(event_id))
         self.event_id = event_id
-
-
-def subscribe(
-    broker: Any, processor: BatchProcessor, *, max_records: int = 500, auto_offset_reset: str = "earliest",
-    session_timeout_ms: int = 10_000, poll_ms: int = 5000, commit_interval: float = 0.2,
-    group_instance_id: str | None = None, fetch_max_wait_ms: int = 5000,
-) -> Any:
-    """Binds a BatchProcessor to a faststream KafkaBroker as a batch subscriber. Offsets are
-    committed only after the batch's transaction commits (by an OffsetCommitter, at most every
-    `commit_interval` seconds: `subscriber.committer`); on an error the batch is sought back and
-    redelivered (after a pause, so a database outage is not a busy loop).
-
-    Records are handed over as soon as they arrive: a poll waits up to `poll_ms` for the first one
-    and returns at once when there is any. (faststream's own batch poll sleeps another batch_timeout_ms
-    after every empty poll, so a record arriving to an idle consumer waited up to that long at every
-    hop of the saga; `poll_without_idle_sleep` replaces it.) The envelopes are parsed by the
-    processor, so faststream's own JSON decoding of every record is skipped."""
-    from faststream import AckPolicy
-    from faststream.message import AckStatus
-
-    subscriber = broker.subscriber(
-        *(processor.topic_prefix + t for t in processor.spec.topics),
-        group_id=processor.group_id,
-        batch=True,
-        max_records=max_records,
-        batch_timeout_ms=poll_ms,
-        auto_offset_reset=auto_offset_reset,
-        session_timeout_ms=session_timeout_ms,
-        group_instance_id=group_instance_id,
-        heartbeat_interval_ms=max(1000, session_timeout_ms // 4),
-        fetch_max_wait_ms=fetch_max_wait_ms,  # a long poll: see ServiceSettings.consumer_poll_ms
-        # Co-partitioned and sticky (oms_platform.assignor), and alone: aiokafka 0.14 sends one JoinGroup
-        # per assignor, each with one more protocol than the last, so with a fallback every join looked
-        # to the broker like a member changing its metadata, and groups rebalanced for minutes.
-        partition_assignment_strategy=(CoPartitionedStickyAssignor(group_instance_id),),
-        ack_policy=AckPolicy.NACK_ON_ERROR,  # an error seeks every partition back to the batch's start
-        decoder=_the_message,
-    )
-    subscriber.get_msg = poll_without_idle_sleep(
-        poll_ms, max_records, LagGauge(processor.spec.name, processor.topic_prefix))
-    committer = subscriber.committer = OffsetCommitter(commit_interval)
-
-    @subscriber
-    async def _on_batch(message: Any) -> None:  # the KafkaMessage itself (see _the_message)
-        records = message.raw_message
-        if not isinstance(records, tuple | list):
-            records = (records,)
-        try:
-            await processor.process(records)
-        except Exception:
-            log.exception("batch of %d failed; it will be redelivered", len(records))
-            await asyncio.sleep(1.0)
-            raise
-        # The offsets go through the committer, not faststream's ack (a commit per batch).
-        message.committed = AckStatus.ACKED
-        await committer.processed(subscriber.consumer, records)
-
-    return subscriber
-
-
-async def _the_message(message: Any) -> Any:
-    """faststream decoder: the handler gets the message itself (it reads message.raw_message, never a
-    decoded body), so with the runtime's apply_types=False no dependency injection runs per batch
-    (resolving a `KafkaMessage` parameter through FastDepends ran in a worker thread, every batch)."""
-    return message

@@ -10,7 +10,8 @@ A dead-lettered event keeps its claim (a redelivery is still a duplicate) but is
 (`mark_dead_lettered`); a replay of it for this consumer group (REPLAY_HEADER) is claimed by
 `claim_replays`, which takes only marked ids and clears the mark: applied once, a second replay dropped."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -93,6 +94,45 @@ WITH claimed AS (
 SELECT (SELECT count(*) FROM claimed) AS claimed, {messages.wake} AS notified
 """, consumer, ids, *messages.params)
     return row["claimed"] == len(ids)
+
+
+class StatementPart(Protocol):
+    """Writes of a batch's state for the batch's one statement: WITH items, the parameters they take
+    (numbered from 1), a boolean SQL expression that is true when they must be undone, and the CTE
+    (`gate`, one row) that the claim and the messages join, so that its locks are taken before them."""
+
+    ctes: str
+    conflict: str
+    params: Sequence[Any]
+    gate: str
+
+
+# Errors of an optimistic batch's statement that mean "do it again the careful way" (nothing of it stays):
+# oms_batch_conflict's, and a deadlock or serialization failure between two such statements.
+CONFLICT_SQLSTATES = frozenset({"OM001", "40P01", "40001"})
+
+
+async def claim_optimistic(
+    conn: asyncpg.Connection, consumer: str, event_ids: Iterable[UUID], messages: outbox.OutboxWrite,
+    part: StatementPart, first_param: int,
+) -> None:
+    """A whole batch in one statement, outside a transaction: the state's writes (`part`, parameters
+    1..first_param-1), the messages (`Outbox.sql(..., first_param)`) and the claim of the ids. It raises
+    (asyncpg.PostgresError, sqlstate in CONFLICT_SQLSTATES) and leaves nothing when any id was claimed
+    before or `part.conflict` holds: the caller then applies the batch again in a transaction, claiming
+    first. The messages must be written only if `part.gate` returns a row (Outbox.sql's only_if)."""
+    ids = sorted(set(event_ids))
+    p = first_param + 4
+    await conn.fetchrow(f"""
+WITH {part.ctes}, claimed AS (
+    INSERT INTO inbox (consumer, event_id)
+    SELECT ${p}, e FROM {part.gate}, unnest(${p + 1}::uuid[]) AS e
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), {messages.cte}
+SELECT oms_batch_conflict((SELECT count(*) FROM claimed) <> cardinality(${p + 1}::uuid[]) OR {part.conflict}),
+       {messages.wake} AS notified
+""", *part.params, *messages.params, consumer, ids)
 
 
 async def prune_inbox(conn: asyncpg.Connection, retention_seconds: int, *, chunk: int = 10_000) -> int:

@@ -21,6 +21,12 @@ DLQ_MESSAGES = Counter(
     "oms_dlq_messages_total", "Messages dead-lettered, by source topic and consumer", ["topic", "consumer"]
 )
 CONSUMED = Counter("oms_consumer_messages_total", "Messages consumed", ["consumer", "outcome"])
+CONSUMER_CONFLICTS = Counter(
+    "oms_consumer_optimistic_conflicts_total",
+    "Optimistic batches (one statement, no transaction) undone because what they read was written meanwhile "
+    "or an event in them was applied before; each is applied again in a transaction",
+    ["consumer"],
+)
 CONSUMER_RECLAIMED = Counter(
     "oms_consumer_batches_reclaimed_total",
     "Batches rolled back and applied again because an event in them had been applied before (redeliveries)",

@@ -20,7 +20,7 @@ from oms_contracts.topics import dlq
 from oms_platform import asyncapi, db, kafka, kafka_outages, telemetry
 from oms_platform import openapi as openapi_doc
 from oms_platform.channel_keys import ChannelKeys
-from oms_platform.consumer import BatchProcessor, ConsumerSpec, subscribe
+from oms_platform.consumer import BatchProcessor, ConsumerSpec
 from oms_platform.http import (
     ORJSONResponse,
     PlatformMiddleware,
@@ -32,6 +32,7 @@ from oms_platform.http_input import InputRulesMiddleware
 from oms_platform.outbox import Outbox, OutboxRelay
 from oms_platform.ratelimit import RateLimitMiddleware
 from oms_platform.settings import ServiceSettings
+from oms_platform.subscriber import subscribe
 
 if TYPE_CHECKING:  # imported when a service has consumers (start)
     from faststream.kafka import KafkaBroker
@@ -118,7 +119,7 @@ class ServiceRuntime:
         if self.all_consumers():
             from faststream.kafka import KafkaBroker
 
-            # No FastDepends: the one handler per subscriber (consumer.subscribe) takes the message as it is.
+            # No FastDepends: the one handler per subscriber (subscriber.subscribe) takes the message as it is.
             self.broker = KafkaBroker(s.kafka_bootstrap_servers, client_id=s.service_name, logger=log,
                                       apply_types=False)
             for spec in self.all_consumers():

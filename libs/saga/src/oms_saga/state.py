@@ -68,6 +68,7 @@ class SagaState:
     control: Control
     created_at: datetime
     updated_at: datetime
+    version: int = 0  # of the row as read (raised by every write): the optimistic write's check
 
     @property
     def terminal(self) -> bool:

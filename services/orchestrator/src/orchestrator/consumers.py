@@ -15,4 +15,5 @@ def saga_consumer(runner: SagaRunner) -> ConsumerSpec:
     apply = partial(handlers.apply_event, runner)
     table: dict[str, Handler] = {event_type: apply for event_type in runner.saga.event_types()}
     table["OrderPlaced"] = partial(handlers.start_saga, runner)
-    return runner.consumer("saga", list(TOPICS), table)
+    # Its handlers touch nothing but the batch's sagas: a batch is one read and one write (SagaBatch).
+    return runner.consumer("saga", list(TOPICS), table, optimistic=True)
