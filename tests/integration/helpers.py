@@ -39,6 +39,19 @@ def count_calls(monkeypatch: Any, module: Any, name: str) -> list[int]:
     return calls
 
 
+def count_transactions(monkeypatch: Any) -> list[int]:
+    """Records every transaction (or savepoint) any asyncpg connection opens from now on."""
+    began: list[int] = []
+    transaction = asyncpg.connection.Connection.transaction
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        began.append(1)
+        return transaction(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "transaction", counted)
+    return began
+
+
 async def enqueue(conn: asyncpg.Connection, messages: list[OutgoingMessage]) -> None:
     """Outbox rows as a service writes them (pg_notify at commit: no relay of this process leads)."""
     await Outbox("test").write(conn, messages)

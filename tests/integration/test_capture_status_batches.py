@@ -1,6 +1,7 @@
 """Order capture follows oms.orders.status a batch at a time: per order the latest change wins, an
 older one (redelivered or reordered) never overwrites a newer status, and a batch of many orders is
-written with one statement."""
+written with one statement (with its inbox claim, outside any transaction: the consumer is optimistic
+and its write never conflicts)."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from oms_platform.consumer import BatchProcessor
 from oms_platform.outbox import Outbox
 from order_capture import consumers
 from order_capture import repository as repo
-from tests.integration.helpers import consumer_record, count_calls, migrated_pool
+from tests.integration.helpers import consumer_record, count_transactions, migrated_pool
 
 pytestmark = pytest.mark.infra
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -48,7 +49,15 @@ def _record(order_id, old, new, at, offset) -> ConsumerRecord:
 
 async def test_the_latest_change_per_order_wins_and_one_statement_writes_the_batch(capture_pool, monkeypatch):
     a, b = await _order(capture_pool), await _order(capture_pool)
-    calls = count_calls(monkeypatch, repo, "apply_statuses")
+    calls: list[int] = []
+    part = repo.apply_statuses_part
+
+    def counted(changes, first_param):
+        calls.append(len(changes))
+        return part(changes, first_param)
+
+    monkeypatch.setattr(repo, "apply_statuses_part", counted)
+    began = count_transactions(monkeypatch)
     processor = BatchProcessor(consumers.STATUS, capture_pool, outbox=Outbox("order-capture"), group_id="g")
     await processor.process([
         _record(a, "pending", "confirmed", T0 + timedelta(seconds=1), 0),
@@ -56,7 +65,7 @@ async def test_the_latest_change_per_order_wins_and_one_statement_writes_the_bat
         _record(a, "confirmed", "shipped", T0 + timedelta(seconds=3), 2),
         _record(a, "confirmed", "partially_shipped", T0 + timedelta(seconds=2), 3),  # older, arrives later
     ])
-    assert calls == [2]
+    assert calls == [2] and began == []
     rows = dict(await capture_pool.fetch("SELECT order_id, status FROM orders"))
     assert rows == {a: "shipped", b: "rejected"}
     # A redelivered older change (a new event id: the inbox does not catch it) changes nothing.

@@ -19,6 +19,7 @@ from oms_saga import MIGRATIONS, store
 from oms_saga.runner import SagaRunner
 from orchestrator.consumers import saga_consumer
 from orchestrator.domain import Deadlines, order_saga
+from tests.integration.helpers import count_transactions
 from tests.unit.saga.factory import dispatched, saga_test, shipment_ids, to_dispatch
 
 pytestmark = pytest.mark.infra
@@ -70,14 +71,7 @@ def _conflicts() -> float:
 
 async def test_a_batch_is_written_by_one_statement_without_a_transaction(saga_pool: asyncpg.Pool, monkeypatch):
     t, records = await _dispatch_batch(saga_pool)
-    began = []
-    transaction = asyncpg.connection.Connection.transaction
-
-    def counted(self, *args, **kwargs):
-        began.append(1)
-        return transaction(self, *args, **kwargs)
-
-    monkeypatch.setattr(asyncpg.connection.Connection, "transaction", counted)
+    began = count_transactions(monkeypatch)
     before = _conflicts()
     await _processor(saga_pool).process(records)
     assert began == [] and _conflicts() == before

@@ -11,7 +11,8 @@ A dead-lettered event keeps its claim (a redelivery is still a duplicate) but is
 `claim_replays`, which takes only marked ids and clears the mark: applied once, a second replay dropped."""
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -96,7 +97,8 @@ SELECT (SELECT count(*) FROM claimed) AS claimed, {messages.wake} AS notified
     return row["claimed"] == len(ids)
 
 
-class StatementPart(Protocol):
+@dataclass(frozen=True)
+class StatementPart:
     """Writes of a batch's state for the batch's one statement: WITH items, the parameters they take
     (numbered from 1), a boolean SQL expression that is true when they must be undone, and the CTE
     (`gate`, one row) that the claim and the messages join, so that its locks are taken before them."""

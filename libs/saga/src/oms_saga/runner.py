@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from oms_contracts import Envelope
 from oms_platform import faults, telemetry
 from oms_platform.consumer import ConsumerSpec, Handler, Message, UnitOfWork
+from oms_platform.inbox import StatementPart
 from oms_platform.outbox import Outbox
 from oms_saga import engine, metrics, store
 from oms_saga.definition import Saga
@@ -79,7 +80,7 @@ class SagaBatch:
             # consumer applies the batch's events again, message by message, to the existing saga.
             raise store.SagaExists(f"{self.saga_name} sagas {sorted(map(str, lost))} exist already")
 
-    def write_sql(self, first_param: int) -> store.SaveSql:
+    def write_sql(self, first_param: int) -> StatementPart:
         """The optimistic write (see the class): every saga read is checked at the version read."""
         writes, self.writes = list(self.writes.values()), {}
         order_ids = sorted({oid for oid in self.states} | {w.state.order_id for w in writes})

@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from oms_platform.db import json_text
+from oms_platform.inbox import StatementPart
 from oms_saga.state import Control, Note, SagaState, StepRecord, Transition
 
 COLUMNS = """saga_id, saga_type, order_id, state, current_step, stuck, status, status_reason, data, control,
@@ -146,18 +147,6 @@ class SagaExists(Exception):
     """A saga this transaction created has been created by another meanwhile (save_many's `lost`)."""
 
 
-@dataclass(frozen=True)
-class SaveSql:
-    """The write of a batch's sagas as WITH items for a caller's statement (inbox.claim_with_messages):
-    `ctes`, the parameters they take from `first_param` on, and `conflict`, a boolean SQL expression
-    true when the write must be undone (a saga created or written by another meanwhile)."""
-
-    ctes: str
-    conflict: str
-    params: tuple[str, str, str, str, int, str, list[UUID]]
-    gate: str = "saga_locks"  # the CTE every other write of the statement joins: the locks come first
-
-
 @dataclass
 class Write:
     """What the transitions of one saga changed, merged: its last state (written when any of them
@@ -257,11 +246,11 @@ def save_params(writes: Iterable[Write], checked: dict[UUID, int]) -> tuple[str,
 
 
 def save_sql(writes: Iterable[Write], checked: dict[UUID, int], first_param: int, *, saga_type: str,
-             order_ids: list[UUID]) -> SaveSql:
-    """The write of save_many as part of a caller's statement (see SaveSql), with lock_orders's locks of
-    `order_ids` (sorted there) taken first."""
+             order_ids: list[UUID]) -> StatementPart:
+    """The write of save_many as part of a caller's statement (inbox.claim_optimistic), checked, with
+    lock_orders's locks of `order_ids` (sorted there) taken first: every other write joins saga_locks."""
     params = (*save_params(writes, checked), saga_type, order_ids)
-    return SaveSql(_save_ctes(first_param, check=True), _conflict(first_param), params)
+    return StatementPart(_save_ctes(first_param, check=True), _conflict(first_param), params, gate="saga_locks")
 
 
 async def save_many(conn: asyncpg.Connection, writes: Iterable[Write]) -> set[UUID]:

@@ -13,11 +13,13 @@ from oms_contracts import Envelope
 from oms_contracts.orders import OrderStatusChangedV1
 from oms_contracts.topics import ORDERS_STATUS
 from oms_platform.consumer import ConsumerSpec, Message, UnitOfWork
+from oms_platform.inbox import StatementPart
 from order_capture import repository as repo
 
 
 class StatusChanges:
-    """The batch state: each order's latest change of the batch, written in one statement."""
+    """The batch state: each order's latest change of the batch, written in one statement. Optimistic
+    (ConsumerSpec.optimistic): it reads nothing, so a batch is one statement with its inbox claim."""
 
     def __init__(self) -> None:
         self.latest: dict[UUID, OrderStatusChangedV1] = {}
@@ -25,10 +27,16 @@ class StatusChanges:
     async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
         pass  # nothing to read: the write is guarded in SQL
 
+    read = load
+
     async def flush(self, conn: asyncpg.Connection) -> None:
         if self.latest:
             events, self.latest = list(self.latest.values()), {}
             await repo.apply_statuses(conn, events)
+
+    def write_sql(self, first_param: int) -> StatementPart:
+        events, self.latest = list(self.latest.values()), {}
+        return repo.apply_statuses_part(events, first_param)
 
 
 async def on_status_changed(msg: Message, uow: UnitOfWork[StatusChanges]) -> None:
@@ -40,4 +48,4 @@ async def on_status_changed(msg: Message, uow: UnitOfWork[StatusChanges]) -> Non
 
 
 STATUS = ConsumerSpec(name="order-status", topics=[ORDERS_STATUS], handlers={"OrderStatusChanged": on_status_changed},
-                      batch_state=StatusChanges)
+                      batch_state=StatusChanges, optimistic=True)

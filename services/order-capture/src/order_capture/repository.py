@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from oms_contracts.orders import OrderStatusChangedV1
+from oms_platform.inbox import StatementPart
 from oms_platform.outbox import Outbox, OutboxWrite, OutgoingMessage
 from oms_platform.sql import Where
 
@@ -131,20 +132,36 @@ async def list_orders(
     return await conn.fetch(sql, *w.args)
 
 
-async def apply_statuses(conn: asyncpg.Connection, changes: list[OrderStatusChangedV1]) -> int:
-    """Applies status changes (at most one per order) in one statement, each unless a later one was
-    applied already (guards against reordering and redelivery): by sequence when both have one, else
-    by time (OrderStatusChangedV1.newer_than). Returns how many orders changed.
-    (`= ANY` lets the planner find the orders by primary key, however large the table.)"""
-    result = await conn.execute(
-        """UPDATE orders o SET status = c.status, status_reason = c.reason, status_changed_at = c.at,
+# Status changes (at most one per order) applied unless a later one was applied already (guards against
+# reordering and redelivery): by sequence when both have one, else by time (OrderStatusChangedV1.newer_than).
+# Parameters from $p on; the update joins `gate` (a CTE of one row) when given.
+# (`= ANY` lets the planner find the orders by primary key, however large the table.)
+def _apply_statuses(p: int, gate: str = "") -> str:
+    return f"""UPDATE orders o SET status = c.status, status_reason = c.reason, status_changed_at = c.at,
                   status_seq = c.seq, updated_at = now()
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::int[])
-                AS c(order_id, status, reason, at, seq)
-           WHERE o.order_id = ANY($1::uuid[]) AND o.order_id = c.order_id
+           FROM unnest(${p}::uuid[], ${p + 1}::text[], ${p + 2}::text[], ${p + 3}::timestamptz[], ${p + 4}::int[])
+                AS c(order_id, status, reason, at, seq){gate}
+           WHERE o.order_id = ANY(${p}::uuid[]) AND o.order_id = c.order_id
              AND CASE WHEN o.status_seq IS NOT NULL AND c.seq IS NOT NULL THEN o.status_seq < c.seq
-                      ELSE o.status_changed_at IS NULL OR o.status_changed_at <= c.at END""",
-        [c.order_id for c in changes], [c.new_status for c in changes], [c.reason for c in changes],
-        [c.changed_at for c in changes], [c.sequence for c in changes],
-    )
+                      ELSE o.status_changed_at IS NULL OR o.status_changed_at <= c.at END"""
+
+
+_APPLY_STATUSES = _apply_statuses(1)
+
+
+def _status_params(changes: list[OrderStatusChangedV1]) -> tuple[list, list, list, list, list]:
+    return ([c.order_id for c in changes], [c.new_status for c in changes], [c.reason for c in changes],
+            [c.changed_at for c in changes], [c.sequence for c in changes])
+
+
+async def apply_statuses(conn: asyncpg.Connection, changes: list[OrderStatusChangedV1]) -> int:
+    """Applies status changes (at most one per order) in one statement; returns how many orders changed."""
+    result = await conn.execute(_APPLY_STATUSES, *_status_params(changes))
     return int(result.split()[-1])
+
+
+def apply_statuses_part(changes: list[OrderStatusChangedV1], first_param: int) -> StatementPart:
+    """apply_statuses as part of a consumed batch's one statement (inbox.claim_optimistic). Nothing is
+    read first and the write is guarded, so it never conflicts."""
+    ctes = f"status_gate AS (SELECT 1), status_applied AS ({_apply_statuses(first_param, ', status_gate')} RETURNING 1)"
+    return StatementPart(ctes, "false", _status_params(changes), gate="status_gate")
