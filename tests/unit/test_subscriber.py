@@ -48,6 +48,22 @@ async def test_records_of_every_partition_come_in_one_batch():
     assert await asyncio.wait_for(subscriber.get_msg(consumer), 1) == ("a", "b", "c")
 
 
+async def test_fetches_are_held_while_records_wait_to_be_consumed():
+    import inspect
+    from types import SimpleNamespace
+
+    from aiokafka.consumer.fetcher import Fetcher
+
+    from oms_platform.consumer_lag import HOLD_FETCHES_SECONDS
+
+    # The private setting changed is still aiokafka's (pinned in uv.lock): its Fetcher keeps it so.
+    assert "self._prefetch_backoff = prefetch_backoff" in inspect.getsource(Fetcher.__init__)
+    consumer = FakeConsumer([{}])
+    consumer._fetcher = SimpleNamespace(_prefetch_backoff=0.1)  # type: ignore[attr-defined]
+    await _subscriber().get_msg(consumer)
+    assert consumer._fetcher._prefetch_backoff == HOLD_FETCHES_SECONDS  # type: ignore[attr-defined]
+
+
 class CommitLog:
     def __init__(self, fail: bool = False):
         self.commits: list[dict[TopicPartition, int]] = []
