@@ -109,3 +109,18 @@ async def test_a_redelivered_batch_conflicts_on_its_claim_and_has_no_second_effe
     await processor.process(records)
     assert _conflicts() == before + 1
     assert await _outcome(saga_pool, t.order_id) == first
+
+
+async def test_every_other_write_of_a_saga_row_raises_its_version(saga_pool: asyncpg.Pool):
+    """A failed deadline decision and the status after the order's returns write the row outside
+    save_many: they raise the version too, so an optimistic batch that read the saga before is undone."""
+    from orchestrator import repository as orchestrator_repo
+
+    t, _ = await _dispatch_batch(saga_pool)
+    async with saga_pool.acquire() as conn:
+        saga = await store.load(conn, "order", t.order_id)
+        assert saga is not None
+        await store.deadline_failed(conn, [(saga.saga_id, "boom")], t.now, max_failures=5, backoff=1.0)
+        await orchestrator_repo.set_status(conn, saga.saga_id, "returned", 9)
+        after = await store.load(conn, "order", t.order_id)
+    assert after is not None and after.version == saga.version + 2

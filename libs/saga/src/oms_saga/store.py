@@ -126,10 +126,11 @@ SELECT array(SELECT saga_id FROM saga_lost)"""
 
 # Sagas whose deadline decision raised: due again after a backoff doubling per failure in a row, and
 # flagged stuck (deadline off) at the max_failures-th; a note each. One statement for all of a tick's.
+# Like every write of a saga row it raises the version (an optimistic batch that read it is undone).
 _DEADLINE_FAILED = """
 WITH failed AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS f(saga_id, error)),
 updated AS (
-    UPDATE saga_instances s SET deadline_failures = s.deadline_failures + 1,
+    UPDATE saga_instances s SET deadline_failures = s.deadline_failures + 1, version = s.version + 1,
         stuck = s.stuck OR s.deadline_failures + 1 >= $4::int,
         deadline_at = CASE WHEN s.deadline_failures + 1 >= $4 THEN NULL
                            ELSE $3::timestamptz + make_interval(secs => $5::float8 * 2 ^ s.deadline_failures) END

@@ -25,8 +25,9 @@ async def list_sagas(
 
 async def set_status(conn: asyncpg.Connection, saga_id: UUID, status: str, sequence: int) -> None:
     """The order's status after its saga ended (its returns), and the number of its announcement
-    (oms_saga.state.Control.status_seq): kept on the saga's row."""
+    (oms_saga.state.Control.status_seq): kept on the saga's row. Its version goes up like every write of
+    it, so the saga consumer's optimistic write of a saga read before this one is undone (SagaBatch)."""
     await conn.execute(
-        """UPDATE saga_instances SET status = $2, status_reason = NULL, updated_at = now(),
+        """UPDATE saga_instances SET status = $2, status_reason = NULL, updated_at = now(), version = version + 1,
                control = jsonb_set(control, '{status_seq}', to_jsonb($3::int))
            WHERE saga_id = $1""", saga_id, status, sequence)
