@@ -21,6 +21,7 @@ from oms_platform import asyncapi, db, kafka, kafka_outages, telemetry
 from oms_platform import openapi as openapi_doc
 from oms_platform.channel_keys import ChannelKeys
 from oms_platform.consumer import BatchProcessor, ConsumerSpec
+from oms_platform.hot_routes import HotRoutesMiddleware, hot_routes
 from oms_platform.http import (
     ORJSONResponse,
     PlatformMiddleware,
@@ -246,8 +247,10 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
         app.state.channel_key_lookup = runtime.channel_keys.channel_of
     install_error_handlers(app)
     # Outermost first: traces and metrics see every answer, then the rate limit, then the input
-    # rules (README, Input rules), then the routes.
+    # rules (README, Input rules), then the hot routes (oms_platform.hot_routes), then FastAPI's routing.
     s = runtime.settings
+    hot = hot_routes(())  # filled below, once the routers are included
+    app.add_middleware(HotRoutesMiddleware, routes=hot, exception_handlers=app.exception_handlers)
     app.add_middleware(InputRulesMiddleware)
     if s.rate_limit_per_key_per_second > 0:
         app.add_middleware(RateLimitMiddleware, per_second=s.rate_limit_per_key_per_second,
@@ -256,6 +259,7 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter], *, title: 
 
     for router in routers:  # first: the service's routes are matched before the ops endpoints
         app.include_router(router)
+    hot.update(hot_routes(r for router in routers for r in router.routes))
     add_openapi_models(app, *(m for router in routers for m in body_models(router.routes)))
     generate_openapi = app.openapi
 

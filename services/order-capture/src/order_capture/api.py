@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field
 
 from oms_contracts.orders import OrderStatus
 from oms_platform.fields import RequestModel, Timestamp
+from oms_platform.hot_routes import hot_route
 from oms_platform.http import (
     ApiError,
     Limit,
@@ -128,11 +129,12 @@ def build_router(api_keys: handlers.ApiKeys, admin_token: str | None) -> APIRout
         await api_keys.revoke(key_id)
         return Response(status_code=204)
 
-    # The hot path: body and headers are read directly (no FastAPI dependency solving per request);
-    # openapi_extra documents them as if they were parameters.
+    # The hot path: called without FastAPI's routing (hot_route); body and headers are read directly (no
+    # dependency solving per request); openapi_extra documents them as if they were parameters.
     @router.post("/v1/orders", status_code=201, tags=["orders"], responses=answer_example(
         {**ORDER_EXAMPLE, "status": "pending"}, 201, "the order, placed"), openapi_extra=json_body_openapi(
         OrderIn, {"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255}}, security=[CHANNEL]))
+    @hot_route
     async def place_order(request: Request) -> ORJSONResponse:
         who = await caller(request)
         if who.kind != "channel":
