@@ -12,7 +12,8 @@ from oms_platform import db
 pytestmark = pytest.mark.infra
 
 PLATFORM = ["platform/0001_outbox_inbox.sql", "platform/0002_outbox_parked.sql",
-            "platform/0003_inbox_dead_lettered.sql", "platform/0004_batch_conflict.sql"]
+            "platform/0003_inbox_dead_lettered.sql", "platform/0004_batch_conflict.sql",
+            "platform/0005_outbox_delete_when_sent.sql"]
 
 
 def _write(folder: Path, scripts: dict[str, str]) -> Path:

@@ -28,7 +28,7 @@ def _message(topic: str, order_id: uuid.UUID, seq: int, **headers: str) -> Outgo
 
 
 async def _all_sent(pool: asyncpg.Pool) -> bool:
-    return await pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL")
+    return await pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE parked_at IS NULL")
 
 
 async def test_rolled_back_messages_are_never_published(
@@ -52,7 +52,7 @@ async def test_rolled_back_messages_are_never_published(
     await reader.wait_for(lambda rs: any(r.key == str(kept).encode() for r in rs))
     await reader.drain(1.0)
     assert [r.key for r in reader.records] == [str(kept).encode()]
-    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1", str(doomed)) == 0
 
 
 async def test_committed_messages_are_published_with_key_and_headers_and_marked_sent(
@@ -96,7 +96,7 @@ async def test_committed_messages_are_published_with_key_and_headers_and_marked_
     assert body["payload"] == {"order_id": str(order_id), "reason": "customer asked", "requested_by": "ops"}
 
     await eventually(lambda: _all_sent(pool), what="the outbox row to be marked sent")
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL") == 1
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0  # marked sent = deleted
 
 
 async def test_each_keys_messages_arrive_in_enqueue_order(
@@ -193,7 +193,7 @@ async def test_published_rows_are_marked_together_and_when_the_relay_stops(
         await reader.wait_for(lambda rs, n=i + 1: len(rs) >= n)
     await reader.drain(0.5)
     assert len(reader.records) == 3  # published once each, though none is marked yet (reads skip them)
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 3
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 3
     await relays.stop(relay)
     assert await _all_sent(pool)  # stopping marks what was published: a restart sends nothing again
 
@@ -227,6 +227,6 @@ async def test_a_due_mark_rides_on_the_relays_next_read_of_the_outbox(
         await enqueue(conn, [_message(topic, uuid.uuid4(), 0)])
     await reader.wait_for(lambda rs: len(rs) >= 1)
     await eventually(lambda: _all_sent(pool), what="the published row to be marked sent")
-    assert executed and not [q for q in executed if q.startswith("UPDATE outbox SET sent_at")]
-    assert any(q.startswith("WITH marked AS (UPDATE outbox SET sent_at") for q in executed)
+    assert executed and not [q for q in executed if q.startswith("DELETE FROM outbox")]
+    assert any(q.startswith("WITH marked AS (DELETE FROM outbox") for q in executed)
     await relays.stop(relay)

@@ -76,8 +76,9 @@ class Capture:
             return {
                 "orders": await conn.fetchval("SELECT count(*) FROM orders"),
                 "idempotency_keys": await conn.fetchval("SELECT count(*) FROM idempotency_keys"),
-                "outbox": await conn.fetchval("SELECT count(*) FROM outbox"),
-                "outbox_max_id": await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox"),
+                # Published rows leave the outbox: how many were ever written is where its id sequence is.
+                "outbox_ids": await conn.fetchval("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                                                  "FROM outbox_id_seq"),
             }
 
 

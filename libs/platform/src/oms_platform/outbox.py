@@ -4,8 +4,9 @@ publishes them to Kafka (key = order id, in commit order per order) and marks th
 A crash anywhere between commit and publish loses nothing: unsent rows stay until published. A crash
 between publish and marking sent publishes those rows again, with the same event_id, which the
 consumers' inbox drops; the relay therefore delivers at least once and consumers apply exactly once.
-Published rows are marked sent at most every `mark_interval` (all of them at once, in the relay's next
-read of the outbox: no statement of their own) and when the relay stops.
+Published rows are marked sent (deleted: Kafka keeps what was sent) at most every `mark_interval`, all
+of them at once, in the relay's next read of the outbox (no statement of their own), and when the relay
+stops. Every row in the table is therefore unsent, or parked (refused by Kafka for good).
 """
 
 import asyncio
@@ -186,7 +187,6 @@ class OutboxRelay:
         client_id: str,
         batch_size: int = 500,
         poll_interval: float = 1.0,
-        retention_seconds: int = 3600,
         inbox_retention_seconds: int = 7 * 86400,
         topic_prefix: str = "",
         mark_interval: float = 0.1,
@@ -196,7 +196,6 @@ class OutboxRelay:
         self.client_id = client_id
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.retention_seconds = retention_seconds
         self.inbox_retention_seconds = inbox_retention_seconds
         self._tracer = telemetry.tracer("oms.outbox")
         self.topic_prefix = topic_prefix  # rows hold the topics of CONTRACT.md; Kafka gets prefix + topic
@@ -282,15 +281,14 @@ class OutboxRelay:
             self.is_leader = True
             await conn.add_listener(NOTIFY_CHANNEL, self.wake)
             # Rows published but not yet marked are skipped (they are few: marks wait mark_interval at most).
-            # The read also marks the rows whose mark is due ($3): one round trip, not a read and an
-            # UPDATE. (Its SELECT sees the rows as before the UPDATE: they are skipped as published, $2.)
+            # The read also marks (deletes) the rows whose mark is due ($3): one round trip, not a read and
+            # a DELETE. (Its SELECT sees the rows as before the DELETE: they are skipped as published, $2.)
             fetch = await conn.prepare(
-                "WITH marked AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($3::bigint[])) "
+                "WITH marked AS (DELETE FROM outbox WHERE id = ANY($3::bigint[])) "
                 "SELECT id, topic, key, value, headers, extract(epoch FROM clock_timestamp() - created_at)::float8 "
-                "AS age FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL "
-                "AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
+                "AS age FROM outbox WHERE parked_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
             )
-            mark = await conn.prepare("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])")
+            mark = await conn.prepare("DELETE FROM outbox WHERE id = ANY($1::bigint[])")
             park = await conn.prepare(
                 "UPDATE outbox SET parked_at = now(), last_error = u.error "
                 "FROM unnest($1::bigint[], $2::text[]) AS u(id, error) WHERE outbox.id = u.id"
@@ -320,10 +318,6 @@ class OutboxRelay:
                 if len(rows) == self.batch_size:
                     continue  # more waiting: no sleep
                 if loop.time() >= next_cleanup:
-                    await conn.execute(
-                        "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
-                        self.retention_seconds,
-                    )
                     from oms_platform.inbox import prune_inbox  # (inbox imports this module)
 
                     await prune_inbox(conn, self.inbox_retention_seconds)
@@ -349,7 +343,7 @@ class OutboxRelay:
         if now >= self._counted_at + 5.0:
             self._counted_at = now
             metrics.OUTBOX_LAG.set(await conn.fetchval(
-                "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL"))
+                "SELECT count(*) FROM outbox WHERE parked_at IS NULL"))
 
     def _publish_span(self, topic: str, key: str, headers: list[tuple[str, bytes]], spans: list) -> list:
         """A producer span continuing the trace the row was written in; the message carries the span's
