@@ -230,3 +230,27 @@ async def test_a_due_mark_rides_on_the_relays_next_read_of_the_outbox(
     assert executed and not [q for q in executed if q.startswith("DELETE FROM outbox")]
     assert any(q.startswith("WITH marked AS (DELETE FROM outbox") for q in executed)
     await relays.stop(relay)
+
+
+async def test_the_relay_finds_rows_by_primary_key_never_by_a_sequential_scan(
+    pool: asyncpg.Pool, topic: str, reader: TopicReader, relays: Relays
+) -> None:
+    """The outbox of a new database has statistics of an empty table, for which the planner prefers
+    sequential scans; the relay's reads and deletes still use the primary key (a scan of every page a
+    burst left behind would cost far more than the rows it finds)."""
+    stats = "SELECT seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'outbox'"
+    seq_before, idx_before = await pool.fetchrow(stats)
+    relay = await relays.start("by-key", mark_interval=0.05)
+    for i in range(3):
+        async with pool.acquire() as conn, conn.transaction():
+            await enqueue(conn, [_message(topic, uuid.uuid4(), i)])
+        await reader.wait_for(lambda rs, n=i + 1: len(rs) >= n)
+    await relays.stop(relay)  # its statistics are flushed when its connection closes
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+    async def scanned() -> Any:
+        seq, idx = await pool.fetchrow(stats)
+        return (seq, idx) if idx >= idx_before + 3 else None
+
+    seq_after, _ = await eventually(scanned, what="the relay's index scans to be counted", timeout=10)
+    assert seq_after == seq_before

@@ -273,6 +273,11 @@ class OutboxRelay:
     async def _lead_and_relay(self) -> None:
         conn = await asyncpg.connect(self.dsn)
         await db.init_connection(conn)
+        # The relay's statements find rows by primary key (in id order, or by id). Published rows are
+        # deleted, so the table is small on average and its statistics say so, and the planner then
+        # chooses sequential scans: after a burst they read every page the burst left (at 10 orders/s
+        # after a 50,000-order run: 14,000 blocks and 27 ms of PostgreSQL CPU per order).
+        await conn.execute("SET enable_seqscan = off")
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
                 if self._stopping:
