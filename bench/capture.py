@@ -43,6 +43,8 @@ CAPTURE_DB = "bench_order_capture"
 BARE_DB = "bench_bare"
 ORDERS_TOPIC = TOPIC_PREFIX + "oms.orders.events"
 DRAIN_TIMEOUT_S = 60.0
+# The outbox holds only unsent rows (published ones are deleted) and parked ones (refused by Kafka).
+UNSENT_SQL = "SELECT count(*) FROM outbox WHERE parked_at IS NULL"
 SETTLE_S = 1.0  # after wrk stops, requests still in flight on the server finish
 
 
@@ -173,7 +175,7 @@ def measure(ctx: Context, wrk: str, label: str, server: Server, url: str, api_ke
     cpu = meter.stop()
     figures: dict[str, Any] = {"url": url, **result.as_dict(), "cpu_s": cpu}
     if table == "orders":  # capture: how far behind the relay was when the load stopped, and the drain
-        figures["outbox_unsent_at_stop"] = fetchval(dsn, "SELECT count(*) FROM outbox WHERE parked_at IS NULL")
+        figures["outbox_unsent_at_stop"] = fetchval(dsn, UNSENT_SQL)
         figures["outbox_drain_s"] = wait_outbox_drained(dsn) if drain else None
     time.sleep(SETTLE_S)
     figures["rows_stored"] = fetchval(dsn, f"SELECT count(*) FROM {table}") - rows_before
@@ -187,7 +189,7 @@ def wait_outbox_drained(dsn: str) -> float | None:
     """Seconds until the outbox has no unsent row (None if not within DRAIN_TIMEOUT_S)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < DRAIN_TIMEOUT_S:
-        if fetchval(dsn, "SELECT count(*) FROM outbox WHERE parked_at IS NULL") == 0:
+        if fetchval(dsn, UNSENT_SQL) == 0:
             return round(time.monotonic() - t0, 2)
         time.sleep(0.1)
     return None
@@ -224,7 +226,7 @@ def check_capture(ctx: Context, dsn: str, capture: dict[str, Any], offsets_befor
     stored = capture["rows_stored"]
     in_flight = stored - accepted
     total_orders = fetchval(dsn, "SELECT count(*) FROM orders")
-    unsent = fetchval(dsn, "SELECT count(*) FROM outbox WHERE parked_at IS NULL")
+    unsent = fetchval(dsn, UNSENT_SQL)
     published = kafka_end_offsets(ctx.kafka_bootstrap, ORDERS_TOPIC) - offsets_before
     checks = {
         "orders_accepted": accepted,

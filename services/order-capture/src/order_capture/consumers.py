@@ -25,7 +25,7 @@ class StatusChanges:
         self.latest: dict[UUID, OrderStatusChangedV1] = {}
 
     async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
-        pass  # nothing to read: the write is guarded in SQL
+        """Reads nothing: each status change is applied by a write guarded in SQL (flush)."""
 
     read = load
 

@@ -28,7 +28,7 @@ class TimelineBatch:
         self.traces: dict[UUID, str] = {}  # order id -> its OrderPlaced's traceparent
 
     async def load(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
-        pass  # apply reads what it needs for the whole batch at once
+        """Reads nothing here: Tracking.apply reads what the whole batch needs at once, in flush."""
 
     async def flush(self, conn: asyncpg.Connection) -> None:
         if self.pending:
