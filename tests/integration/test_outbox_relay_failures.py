@@ -10,7 +10,7 @@ import uuid
 import asyncpg
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from oms_platform import metrics
@@ -48,6 +48,35 @@ async def test_a_row_kafka_refuses_is_parked_and_the_rows_after_it_flow(
     assert "TooLarge" in row["last_error"]
     assert metrics.OUTBOX_PARKED.labels(topic)._value.get() == parked_before + 1
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE parked_at IS NULL") == 0
+
+
+async def test_a_batch_the_broker_refuses_is_sent_again_row_by_row_and_only_the_row_at_fault_is_parked(
+    pool: asyncpg.Pool, infra: Infra, relays: Relays
+) -> None:
+    # The relay sends a record batch per partition. The broker refuses a whole batch when one row is
+    # over the topic's max.message.bytes (below the producer's own limit, so only the broker knows):
+    # every row of the batch fails, and the relay must find the one at fault rather than park them all.
+    topic = f"test.small.{uuid.uuid4().hex}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "4000"})])
+    finally:
+        await admin.close()
+    async with pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, [_message(topic, "a", 1), _message(topic, "a", 2, size=10_000),
+                             _message(topic, "b", 3), _message(topic, "a", 4)])
+    reader = await TopicReader(infra.kafka_bootstrap, topic).start(from_beginning=True)
+    try:
+        await relays.start("refused-batch")
+        await reader.wait_for(lambda rs: {r.value and orjson.loads(r.value)["seq"] for r in rs} >= {1, 3, 4})
+        await reader.drain(1.0)
+        assert [orjson.loads(r.value)["seq"] for r in reader.records] == [1, 3, 4]  # in order, once each
+    finally:
+        await reader.stop()
+    row = await pool.fetchrow("SELECT parked_at, last_error FROM outbox WHERE octet_length(value) > 10000")
+    assert row["parked_at"] is not None and "TooLarge" in row["last_error"]
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1  # the others were published and deleted
 
 
 async def _refuse_connections(admin_dsn: str, database: str, refuse: bool) -> None:

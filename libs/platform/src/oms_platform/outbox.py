@@ -14,17 +14,16 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka import errors as kafka_errors
 from pydantic import BaseModel
 
 from oms_contracts import Envelope, Publishes, new_envelope
-from oms_platform import db, faults, metrics, telemetry
+from oms_platform import db, metrics, telemetry
+from oms_platform.outbox_publisher import RelayPublisher
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +32,6 @@ NOTIFY_CHANNEL = "oms_outbox"
 # One relay per database publishes at a time (it holds this advisory lock); a second instance of
 # the service waits as a standby. One publisher keeps each order's messages in commit order.
 _RELAY_LOCK = 0x0A15_0002
-# Errors Kafka gives for one message that no retry can fix: the row is parked, the rest flows.
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
-    kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordTooLargeError, kafka_errors.InvalidTopicError,
-    kafka_errors.CorruptRecordException, kafka_errors.UnsupportedForMessageFormatError,
-)
 # After a failure the relay retries quickly, never waiting more than this: it resumes within about a
 # second once PostgreSQL or Kafka is back.
 MAX_BACKOFF = 1.0
@@ -191,36 +185,22 @@ class OutboxRelay:
         topic_prefix: str = "",
         mark_interval: float = 0.1,
     ):
-        self.dsn = dsn
-        self.bootstrap_servers = bootstrap_servers
-        self.client_id = client_id
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
+        self.dsn, self.bootstrap_servers, self.client_id = dsn, bootstrap_servers, client_id
+        self.batch_size, self.poll_interval = batch_size, poll_interval
         self.inbox_retention_seconds = inbox_retention_seconds
-        self._tracer = telemetry.tracer("oms.outbox")
-        self.topic_prefix = topic_prefix  # rows hold the topics of CONTRACT.md; Kafka gets prefix + topic
+        self.publisher = RelayPublisher(bootstrap_servers, client_id, topic_prefix)
         # Published rows are marked sent at most this often, in one statement (reads skip them until then).
         self.mark_interval = mark_interval
         self._stopping = False
-        self.producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.is_leader = False
-        self._failing_since: float | None = None
+        self._failing_since: float | None = None  # and the backoff: see _run
         self._backoff = 0.1
         self._counted_at = float("-inf")  # when the backlog was last counted (see _gauges)
 
     async def start(self) -> None:
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=self.client_id,
-            acks="all",
-            enable_idempotence=True,  # broker drops producer retries' duplicates, keeps order
-            linger_ms=2,
-            max_batch_size=256 * 1024,
-            compression_type=None,
-        )
-        await self.producer.start()
+        await self.publisher.start()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.client_id}")
 
     async def stop(self) -> None:
@@ -233,8 +213,7 @@ class OutboxRelay:
             except Exception:  # noqa: BLE001 - it did not finish in time (or failed): stop it anyway
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
-        if self.producer:
-            await self.producer.stop()
+        await self.publisher.stop()
 
     def wake(self, *_: object) -> None:
         self._wake.set()
@@ -310,7 +289,7 @@ class OutboxRelay:
                 self._healthy()
                 await self._gauges(conn, rows)
                 if rows:
-                    parked = await self._publish(rows)
+                    parked = await self.publisher.publish(rows)
                     if parked:
                         await park.fetch(list(parked), list(parked.values()))
                     if not unmarked:
@@ -349,59 +328,3 @@ class OutboxRelay:
             self._counted_at = now
             metrics.OUTBOX_LAG.set(await conn.fetchval(
                 "SELECT count(*) FROM outbox WHERE parked_at IS NULL"))
-
-    def _publish_span(self, topic: str, key: str, headers: list[tuple[str, bytes]], spans: list) -> list:
-        """A producer span continuing the trace the row was written in; the message carries the span's
-        own traceparent, so consumers' spans are its children (capture -> relay -> Kafka -> consumer)."""
-        span = self._tracer.start_span(
-            f"publish {topic}", context=telemetry.extract_context(headers), kind=telemetry.SpanKind.PRODUCER,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": topic, telemetry.ORDER_ID: key},
-        )
-        spans.append(span)
-        parent = telemetry.traceparent(span).encode()
-        return [(k, v) for k, v in headers if k != "traceparent"] + [("traceparent", parent)]
-
-    async def _publish(self, rows: list[asyncpg.Record]) -> dict[int, str]:
-        """Publishes the rows, queueing every message first and then waiting for all acknowledgements
-        (no wait per message). Returns the rows Kafka refused for good (id -> error), to be parked;
-        any other failure raises, and the whole read is published again (same event ids)."""
-        faults.crash_point("relay.before_publish")
-        assert self.producer is not None
-        parked: dict[int, str] = {}
-        sent: list[tuple[asyncpg.Record, asyncio.Future]] = []
-        spans: list[Any] | None = [] if telemetry.enabled() else None  # no per-message work when nothing is exported
-        for r in rows:
-            headers = [(k, v.encode()) for k, v in r["headers"]]
-            if spans is not None:
-                headers = self._publish_span(r["topic"], r["key"], headers, spans)
-            try:
-                future = await self.producer.send(
-                    self.topic_prefix + r["topic"], value=r["value"], key=r["key"].encode(), headers=headers
-                )
-            except PERMANENT_ERRORS as exc:
-                parked[r["id"]] = self._parked(r, exc)
-                continue
-            sent.append((r, future))
-        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
-        for span in spans or ():
-            span.end()
-        failure: BaseException | None = None
-        for (r, _), result in zip(sent, results, strict=True):
-            if isinstance(result, PERMANENT_ERRORS):
-                parked[r["id"]] = self._parked(r, result)
-            elif isinstance(result, BaseException):
-                failure = failure or result
-            else:
-                metrics.OUTBOX_PUBLISHED.labels(r["topic"]).inc()
-        if failure is not None:
-            raise failure
-        faults.crash_point("relay.after_publish")
-        return parked
-
-    def _parked(self, row: asyncpg.Record, exc: BaseException) -> str:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        metrics.OUTBOX_PARKED.labels(row["topic"]).inc()
-        log.error("outbox row %d (topic %s, key %s, %d bytes) refused by Kafka for good, parked: %s",
-                  row["id"], row["topic"], row["key"], len(row["value"]), error)
-        return error
-

@@ -209,7 +209,8 @@ class ServiceRuntime:
 
     async def _kafka_check(self) -> str:
         try:
-            client = self.relay.producer.client if self.relay and self.relay.producer else None
+            producer = self.relay.publisher.producer if self.relay else None
+            client = producer.client if producer else None
             if client is None:
                 from aiokafka.admin import AIOKafkaAdminClient
 
