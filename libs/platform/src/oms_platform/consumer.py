@@ -20,6 +20,7 @@ or, on a conflict, nothing (_run_optimistic); the transaction above only when th
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -148,7 +149,7 @@ class BatchProcessor:
             # The failed fast-path call was that event's first attempt.
             attempted = {failed.event_id} if failed.event_id else set()
             await self._run(parsed, isolate=True, claim_first=True, attempted=attempted)
-        metrics.CONSUMER_BATCH.labels(self.spec.name).observe(time.perf_counter() - started)
+        metrics.child(metrics.CONSUMER_BATCH, self.spec.name).observe(time.perf_counter() - started)
 
     async def _run(
         self, parsed: list[tuple[ConsumerRecord, Envelope | None, str | None]], *, isolate: bool, claim_first: bool,
@@ -292,8 +293,8 @@ class BatchProcessor:
         return True
 
     def _count(self, outcomes: list[str]) -> None:
-        for outcome in outcomes:
-            metrics.CONSUMED.labels(self.spec.name, outcome).inc()
+        for outcome, n in Counter(outcomes).items():
+            metrics.child(metrics.CONSUMED, self.spec.name, outcome).inc(n)
 
     @staticmethod
     async def _batch_level(call: Awaitable[Any]) -> Any:

@@ -237,8 +237,8 @@ class PlatformMiddleware:
             outage = getattr(outage, "database_outage", None)
             if outage is not None and outage.since is not None:
                 outage.succeeded()
-        metrics.HTTP_REQUESTS.labels(scope["method"], route_path, str(status)).inc()
-        metrics.HTTP_LATENCY.labels(scope["method"], route_path).observe(time.perf_counter() - t0)
+        metrics.child(metrics.HTTP_REQUESTS, scope["method"], route_path, str(status)).inc()
+        metrics.child(metrics.HTTP_LATENCY, scope["method"], route_path).observe(time.perf_counter() - t0)
 
     async def _too_large(self, send: Any) -> None:
         await send_json(send, 413, error_body(

@@ -242,7 +242,49 @@ def extract_context(headers: Iterable[tuple[str, bytes]] | Mapping[str, str] | N
         return Context()
     if isinstance(headers, Mapping):
         return propagate.extract(headers)
+    if _w3c_propagators():  # a record whose one trace header is a plain traceparent: parsed here
+        found: bytes | None = None
+        for k, v in headers:
+            if k == "traceparent":
+                found = v
+            elif k in _W3C_FIELDS:
+                break
+        else:
+            if found is None:
+                return Context()
+            if (context := _traceparent_context(found)) is not None:
+                return context
     return propagate.extract({k: v.decode("latin-1") for k, v in headers if v is not None})
+
+
+# The default propagators (W3C trace context and baggage) read these headers. A consumed record's trace
+# context is extracted per message; the propagators' generic path cost 4% of the orchestrator's CPU at
+# the maximum rate, half of it avoidable for the usual record (a version-00 traceparent, nothing else).
+_W3C_FIELDS = frozenset({"traceparent", "tracestate", "baggage"})
+_TRACEPARENT_00 = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_textmap_checked: tuple[object, bool] = (None, False)
+
+
+def _w3c_propagators() -> bool:
+    global _textmap_checked
+    textmap = propagate.get_global_textmap()
+    if _textmap_checked[0] is not textmap:
+        _textmap_checked = (textmap, set(textmap.fields) == _W3C_FIELDS)
+    return _textmap_checked[1]
+
+
+def _traceparent_context(value: bytes) -> Context | None:
+    """What TraceContextTextMapPropagator extracts from a well-formed version-00 traceparent alone (None
+    for anything else: the propagators decide)."""
+    match = _TRACEPARENT_00.fullmatch(value)
+    if match is None:
+        return None
+    trace_id, span_id = int(match[1], 16), int(match[2], 16)
+    if not trace_id or not span_id:
+        return None
+    span_context = trace.SpanContext(trace_id=trace_id, span_id=span_id, is_remote=True,
+                                     trace_flags=trace.TraceFlags(int(match[3], 16)), trace_state=None)
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context), Context())
 
 
 def traceparent_of(headers: Sequence[tuple[str, bytes | None]] | None) -> str | None:

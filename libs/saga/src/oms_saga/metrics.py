@@ -2,6 +2,7 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from oms_platform.metrics import child
 from oms_saga.state import Transition
 
 STUCK = Gauge("oms_saga_stuck", "Sagas flagged stuck (waiting for an operator)", ["saga_type"])
@@ -23,10 +24,10 @@ def observe(saga_type: str, tr: Transition) -> None:
     for row in tr.steps.values():
         if row.outcome is None:
             continue
-        TRANSITIONS.labels(saga_type, row.step, row.outcome).inc()
+        child(TRANSITIONS, saga_type, row.step, row.outcome).inc()
         if row.finished_at is not None:
-            STEP_SECONDS.labels(saga_type, row.step).observe((row.finished_at - row.started_at).total_seconds())
+            child(STEP_SECONDS, saga_type, row.step).observe((row.finished_at - row.started_at).total_seconds())
     for change in tr.status_changes:
-        STATUS_CHANGES.labels(saga_type, change.new).inc()
+        child(STATUS_CHANGES, saga_type, change.new).inc()
     for note in tr.notes:
-        NOT_APPLIED.labels(saga_type, note.disposition).inc()
+        child(NOT_APPLIED, saga_type, note.disposition).inc()

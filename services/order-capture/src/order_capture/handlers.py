@@ -18,7 +18,7 @@ from oms_contracts import Envelope
 from oms_contracts.channels import ChannelKeyIssuedV1, ChannelKeyRevokedV1
 from oms_contracts.orders import OrderCancellationRequestedV1, OrderPlacedV1
 from oms_contracts.topics import CHANNELS_EVENTS, ORDERS_EVENTS
-from oms_platform import outbox, telemetry
+from oms_platform import metrics, outbox, telemetry
 from oms_platform.channel_keys import key_hash
 from oms_platform.errors import Conflict, NotFound, RuleBroken, Violation
 from oms_platform.ids import uuid7
@@ -176,7 +176,7 @@ async def place_order(pool: asyncpg.Pool, out: Outbox, order: OrderIn, idempoten
             written = await repo.place_order(conn, row, idempotency_key, digest, view, out, [p.message])
             if written is not None:
                 written.committed()
-                ORDERS_PLACED.labels(order.channel).inc()
+                metrics.child(ORDERS_PLACED, order.channel).inc()
                 return view
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "orders_channel_external_id":
