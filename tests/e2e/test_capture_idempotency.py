@@ -81,6 +81,34 @@ async def test_replay_after_status_change_still_answers_the_first_response(cap, 
     assert again.json() == first
 
 
+async def test_a_key_keeps_no_response_and_a_replay_rebuilds_the_first_one_from_the_order(cap, web):
+    body = new_order()
+    key = f"rebuilt-{uuid.uuid4().hex}"
+    first = (await cap.place(web, body, key)).json()
+    assert await cap.db.fetchval("SELECT response FROM idempotency_keys WHERE channel = 'web' AND key = $1",
+                                 key) is None  # nothing stored but the hash: the order's row has the rest
+    await cap.db.execute("UPDATE orders SET status = 'cancelled', status_reason = 'x', updated_at = now() "
+                         "WHERE order_id = $1", uuid.UUID(first["order_id"]))
+
+    again = await cap.place(web, body, key)
+
+    assert again.status_code == 201 and again.json() == first
+    assert first["status"] == "pending" and first["updated_at"] == first["created_at"]
+
+
+async def test_a_key_stored_with_its_response_before_migration_0005_answers_that_response(cap, web):
+    body = new_order()
+    key = f"stored-{uuid.uuid4().hex}"
+    first = (await cap.place(web, body, key)).json()
+    stored = {**first, "note": "the response as stored then"}
+    await cap.db.execute("UPDATE idempotency_keys SET response = $2::text::jsonb WHERE channel = 'web' AND key = $1",
+                         key, orjson.dumps(stored).decode())
+
+    again = await cap.place(web, body, key)
+
+    assert again.status_code == 201 and again.json() == stored
+
+
 async def test_same_key_with_a_different_body_is_409_naming_the_key(cap, web, reader):
     body = new_order()
     key = f"reuse-{uuid.uuid4().hex}"

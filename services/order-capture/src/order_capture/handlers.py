@@ -115,6 +115,10 @@ class ApiKeys:
         return channel
 
 
+ORDER_FIELDS = ("order_id", "status", "status_reason", "channel", "external_id", "customer", "shipping_address",
+                "shipping_method", "lines", "total", "currency", "payment", "created_at", "updated_at")
+
+
 def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     v = dict(row)
     v["order_id"] = str(v["order_id"])
@@ -126,8 +130,8 @@ def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Placement:
-    """What placing one order writes in one statement: its row, its idempotency record (request hash
-    and first response) and its OrderPlaced message."""
+    """What placing one order writes in one statement: its row, its idempotency record (request hash),
+    its OrderPlaced message; and its view, the response to the request that placed it."""
 
     row: dict[str, Any]
     view: dict[str, Any]
@@ -173,7 +177,7 @@ async def place_order(pool: asyncpg.Pool, out: Outbox, order: OrderIn, idempoten
     row, view, digest = p.row, p.view, p.digest
     async with pool.acquire() as conn:
         try:
-            written = await repo.place_order(conn, row, idempotency_key, digest, view, out, [p.message])
+            written = await repo.place_order(conn, row, idempotency_key, digest, out, [p.message])
             if written is not None:
                 written.committed()
                 metrics.child(ORDERS_PLACED, order.channel).inc()
@@ -196,7 +200,14 @@ async def place_order(pool: asyncpg.Pool, out: Outbox, order: OrderIn, idempoten
             [Violation("Idempotency-Key", "same_body_for_same_key", f"already used for order {first['order_id']}")],
             code="idempotency_key_reused",
         )
-    return first["response"]
+    return first["response"] or first_response(first)
+
+
+def first_response(row: asyncpg.Record) -> dict[str, Any]:
+    """The response that placed the order, from its row: the order as it was placed (pending, never
+    updated), whatever happened to it since (a replay answers what the first request got)."""
+    view = order_view({k: row[k] for k in ORDER_FIELDS})
+    return {**view, "status": "pending", "status_reason": None, "updated_at": view["created_at"]}
 
 
 async def get_order(pool: asyncpg.Pool, order_id: UUID, channel: str | None) -> dict[str, Any]:

@@ -51,7 +51,7 @@ async def on_replacement_requested(msg: Message, uow: UnitOfWork[None]) -> None:
     # Idempotent by the replacement's id: a second request finds its key taken and places nothing. The
     # OrderPlaced is written by the placement's own statement (only if the order is new), so the relay
     # hears of it through pg_notify at the batch's commit (an Outbox without this process's relay).
-    await repo.place_order(uow.conn, p.row, f"replacement:{req.replacement_order_id}", p.digest, p.view,
+    await repo.place_order(uow.conn, p.row, f"replacement:{req.replacement_order_id}", p.digest,
                            Outbox(uow.producer), [p.message])
 
 

@@ -44,12 +44,13 @@ async def list_api_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 # One statement, one round trip, atomic: claim the Idempotency-Key; only if it was new, insert the
 # order; only if the order was inserted, write its OrderPlaced into the outbox (and wake the relay at
-# commit, or leave that to the caller: see Outbox.sql).
+# commit, or leave that to the caller: see Outbox.sql). The key keeps no response: a replay's is rebuilt
+# from the order (first_response).
 # A concurrent request with the same key waits on the key's unique index and then claims nothing.
 _PLACE_ORDER = """
 WITH idem AS (
-    INSERT INTO idempotency_keys (channel, key, request_hash, order_id, response)
-    VALUES ($2, $13, $14, $1, $15)
+    INSERT INTO idempotency_keys (channel, key, request_hash, order_id)
+    VALUES ($2, $13, $14, $1)
     ON CONFLICT DO NOTHING
     RETURNING order_id
 ), ins AS (
@@ -64,23 +65,27 @@ SELECT EXISTS (SELECT 1 FROM ins) AS created, {wake} AS notified
 
 async def place_order(
     conn: asyncpg.Connection, o: dict[str, Any], idempotency_key: str, request_hash: bytes,
-    response: dict[str, Any], out: Outbox, messages: list[OutgoingMessage],
+    out: Outbox, messages: list[OutgoingMessage],
 ) -> OutboxWrite | None:
     """The messages' write (call its committed()) when the order was created; None when the
     Idempotency-Key was already taken."""
-    written = out.sql(messages, 16, only_if="ins")
+    written = out.sql(messages, 15, only_if="ins")
     created = await conn.fetchval(
         _PLACE_ORDER.format(outbox=written.cte, wake=written.wake),
         o["order_id"], o["channel"], o["external_id"], o["customer"]["id"], o["customer"],
         o["shipping_address"], o["shipping_method"], o["currency"], o["total"], o["payment"], o["lines"],
-        o["created_at"], idempotency_key, request_hash, response, *written.params,
+        o["created_at"], idempotency_key, request_hash, *written.params,
     )
     return written if created else None
 
 
 async def get_idempotency_key(conn: asyncpg.Connection, channel: str, key: str) -> asyncpg.Record | None:
+    """The key's request hash and order, with the response stored for keys of before migration 0005
+    (None since) and the order's columns (ORDER_COLUMNS, to rebuild the first response)."""
     return await conn.fetchrow(
-        "SELECT request_hash, order_id, response FROM idempotency_keys WHERE channel = $1 AND key = $2",
+        f"""SELECT k.request_hash, k.response, o.*
+            FROM idempotency_keys k, LATERAL (SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = k.order_id) o
+            WHERE k.channel = $1 AND k.key = $2""",
         channel, key,
     )
 
