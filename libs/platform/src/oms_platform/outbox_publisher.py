@@ -1,7 +1,7 @@
 """The outbox relay's Kafka side: its producer, and the publishing of the rows of one read of the
 outbox as one record batch per partition (aiokafka's create_batch and send_batch) rather than one
 send() per row. A send() cost a coroutine, a metadata check, a partition hash, a future and its
-callback for every row: about a tenth of the orchestrator's CPU at the maximum rate.
+callback for every row (measured: the orchestrator's CPU per order at the maximum fell by about 3%).
 
 Rows go to the partitions aiokafka's default partitioner (Kafka's own murmur2) gives their keys, in
 id order within each partition, so an order's messages keep their order. A row over max_request_size

@@ -115,10 +115,6 @@ class ApiKeys:
         return channel
 
 
-ORDER_FIELDS = ("order_id", "status", "status_reason", "channel", "external_id", "customer", "shipping_address",
-                "shipping_method", "lines", "total", "currency", "payment", "created_at", "updated_at")
-
-
 def order_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     v = dict(row)
     v["order_id"] = str(v["order_id"])
@@ -206,7 +202,7 @@ async def place_order(pool: asyncpg.Pool, out: Outbox, order: OrderIn, idempoten
 def first_response(row: asyncpg.Record) -> dict[str, Any]:
     """The response that placed the order, from its row: the order as it was placed (pending, never
     updated), whatever happened to it since (a replay answers what the first request got)."""
-    view = order_view({k: row[k] for k in ORDER_FIELDS})
+    view = order_view({k: v for k, v in row.items() if k not in ("request_hash", "response")})
     return {**view, "status": "pending", "status_reason": None, "updated_at": view["created_at"]}
 
 
