@@ -26,10 +26,11 @@ class FakeConsumer:
         return self.answers.pop(0) if self.answers else {}
 
 
-def _subscriber(poll_ms: int = 500, max_records: int = 300) -> Any:
+def _subscriber(poll_ms: int = 500, max_records: int = 300, linger_ms: int = 0) -> Any:
     spec = ConsumerSpec(name="probe", topics=["test.poll"], handlers={})
     processor = BatchProcessor(spec, pool=None, outbox=Outbox("probe"), group_id="probe.group")  # type: ignore[arg-type]
-    return subscribe(KafkaBroker("127.0.0.1:1"), processor, max_records=max_records, poll_ms=poll_ms)
+    return subscribe(KafkaBroker("127.0.0.1:1"), processor, max_records=max_records, poll_ms=poll_ms,
+                     linger_ms=linger_ms)
 
 
 async def test_an_empty_poll_returns_at_once_without_sleeping():
@@ -62,6 +63,43 @@ async def test_fetches_are_held_while_records_wait_to_be_consumed():
     consumer._fetcher = SimpleNamespace(_prefetch_backoff=0.1)  # type: ignore[attr-defined]
     await _subscriber().get_msg(consumer)
     assert consumer._fetcher._prefetch_backoff == HOLD_FETCHES_SECONDS  # type: ignore[attr-defined]
+
+
+async def test_a_small_batch_at_a_steady_rate_takes_the_records_of_the_linger_window_too():
+    subscriber = _subscriber(max_records=300, linger_ms=50)
+    subscriber.linger.rate = 200.0  # records/s: 10 expected within 50 ms
+    consumer = FakeConsumer([{"p0": ["a"]}, {"p0": ["b"], "p1": ["c"]}])
+    started = time.monotonic()
+    assert await subscriber.get_msg(consumer) == ("a", "b", "c")
+    assert time.monotonic() - started >= 0.05
+    assert consumer.calls == [(500, 300), (0, 299)]  # the second poll waits for nothing, takes what came
+
+
+async def test_no_linger_when_nothing_is_likely_to_come_or_the_batch_is_large_or_it_is_off():
+    quiet = _subscriber(linger_ms=50)
+    quiet.linger.rate = 5.0  # 0.25 records expected within 50 ms: not worth the wait
+    consumer = FakeConsumer([{"p0": ["a"]}, {"p0": ["b"]}])
+    assert await quiet.get_msg(consumer) == ("a",) and len(consumer.calls) == 1
+
+    busy = _subscriber(linger_ms=50)
+    busy.linger.rate = 10_000.0
+    consumer = FakeConsumer([{"p0": [str(i) for i in range(busy.linger.below)]}, {"p0": ["b"]}])
+    assert len(await busy.get_msg(consumer)) == busy.linger.below and len(consumer.calls) == 1
+
+    assert _subscriber().linger is None  # CONSUMER_LINGER_MS=0: every batch as it comes
+
+
+def test_the_linger_rate_is_the_records_of_the_last_period():
+    from oms_platform.consumer_lag import Linger
+
+    linger = Linger(0.01)
+    start = linger._since
+    linger.counted(30, start + 0.5)
+    assert linger.rate == 0 and not linger.wanted(1)  # the period is not over yet
+    linger.counted(70, start + 1.0)
+    assert linger.rate == 100.0 and linger.wanted(1)  # 100 records/s: one expected in 10 ms
+    linger.counted(1, start + 11.0)  # a record after ten quiet seconds: the rate falls at once
+    assert linger.rate == 0.1 and not linger.wanted(1)
 
 
 class CommitLog:

@@ -132,7 +132,7 @@ class ServiceRuntime:
                 self.subscribers.append(subscribe(
                     self.broker, proc, max_records=s.consumer_max_records, auto_offset_reset=s.kafka_auto_offset_reset,
                     session_timeout_ms=s.kafka_session_timeout_ms, poll_ms=s.consumer_poll_ms,
-                    fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+                    fetch_max_wait_ms=s.kafka_fetch_max_wait_ms, linger_ms=s.consumer_linger_ms,
                     commit_interval=s.consumer_commit_interval_ms / 1000, group_instance_id=s.kafka_group_instance_id,
                 ))
             if self.ready_needs is None or "consumers" in self.ready_needs:

@@ -62,6 +62,9 @@ class ServiceSettings(BaseSettings):
     # Processed offsets are committed to Kafka at most this often (0: after every batch). Longer means
     # fewer commits and more (harmless, deduplicated) redelivery after a crash or rebalance.
     consumer_commit_interval_ms: int = Field(default=200, ge=0, le=10_000)
+    # A small batch at a steady rate waits this long for more records (consumer_lag.Linger): fewer,
+    # larger batches at moderate rates, for at most this much latency per hop. 0: off.
+    consumer_linger_ms: int = Field(default=10, ge=0, le=1000)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # Requests per second per channel key (a token bucket per key and process; 0: no limit) and how
     # many may come at once after a quiet spell (README, Input rules). The operator is not limited.

@@ -6,7 +6,7 @@ from typing import Any
 
 from oms_platform.assignor import CoPartitionedStickyAssignor
 from oms_platform.consumer import BatchProcessor
-from oms_platform.consumer_lag import LagGauge, poll_without_idle_sleep
+from oms_platform.consumer_lag import LagGauge, Linger, poll_without_idle_sleep
 from oms_platform.offsets import OffsetCommitter
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 def subscribe(
     broker: Any, processor: BatchProcessor, *, max_records: int = 500, auto_offset_reset: str = "earliest",
     session_timeout_ms: int = 10_000, poll_ms: int = 5000, commit_interval: float = 0.2,
-    group_instance_id: str | None = None, fetch_max_wait_ms: int = 5000,
+    group_instance_id: str | None = None, fetch_max_wait_ms: int = 5000, linger_ms: int = 0,
 ) -> Any:
     """Binds a BatchProcessor to a faststream KafkaBroker as a batch subscriber. Offsets are
     committed only after the batch's transaction commits (by an OffsetCommitter, at most every
@@ -25,7 +25,8 @@ def subscribe(
     Records are handed over as soon as they arrive: a poll waits up to `poll_ms` for the first one
     and returns at once when there is any. (faststream's own batch poll sleeps another batch_timeout_ms
     after every empty poll, so a record arriving to an idle consumer waited up to that long at every
-    hop of the saga; `poll_without_idle_sleep` replaces it.) The envelopes are parsed by the
+    hop of the saga; `poll_without_idle_sleep` replaces it.) With `linger_ms`, a small batch at a steady
+rate also takes the records that come within that window (consumer_lag.Linger). The envelopes are parsed by the
     processor, so faststream's own JSON decoding of every record is skipped."""
     from faststream import AckPolicy
     from faststream.message import AckStatus
@@ -48,8 +49,9 @@ def subscribe(
         ack_policy=AckPolicy.NACK_ON_ERROR,  # an error seeks every partition back to the batch's start
         decoder=_the_message,
     )
+    subscriber.linger = Linger(linger_ms / 1000) if linger_ms else None
     subscriber.get_msg = poll_without_idle_sleep(
-        poll_ms, max_records, LagGauge(processor.spec.name, processor.topic_prefix))
+        poll_ms, max_records, LagGauge(processor.spec.name, processor.topic_prefix), subscriber.linger)
     committer = subscriber.committer = OffsetCommitter(commit_interval)
 
     @subscriber
