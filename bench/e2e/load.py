@@ -12,7 +12,7 @@ from bench.e2e.client import HttpConn, Order, PhaseCounters, RequestFactory
 from bench.e2e.figures import p99_by_second, pct, summarise, timeline
 from bench.e2e.flames import flame_graphs
 from bench.e2e.measure import Meter
-from bench.e2e.pgstats import analyze
+from bench.e2e.pgstats import analyze, vacuum
 from bench.e2e.plan import STATUS_TOPIC, Plan
 from bench.env import ROOT, Context, Server, say
 
@@ -248,6 +248,8 @@ class Load:
 
     async def rate_phase(self, reader: asyncio.Task, rate: float) -> dict[str, Any]:
         plan = self.plan
+        if plan.vacuum:
+            await asyncio.to_thread(vacuum, self.ctx, self.databases)
         say(f"latency: open loop at {rate:.1f} orders/s; warm-up {plan.warmup:g}s, then "
             f"{plan.latency_duration:g}s measured")
         counters = PhaseCounters()

@@ -16,7 +16,7 @@ PG_COUNTERS = ("xact_commit", "xact_rollback", "tup_returned", "tup_fetched", "t
 WAL_COUNTERS = ("wal_records", "wal_bytes", "wal_write", "wal_sync")
 
 
-def analyze(ctx: Context, databases: list[str]) -> None:
+def analyze(ctx: Context, databases: list[str], statement: str = "ANALYZE") -> None:
     """ANALYZE every bench database. Tables created empty by the services' migrations have no
     statistics yet, and the plans the services' prepared statements cache then (e.g. a sequential scan
     of the outbox, every saga id of a type read per batch) stay until autovacuum analyzes them, about a
@@ -27,11 +27,19 @@ def analyze(ctx: Context, databases: list[str]) -> None:
         for db in databases:
             conn = await asyncpg.connect(ctx.dsn_for(db), timeout=5)
             try:
-                await conn.execute("ANALYZE")
+                await conn.execute(statement)
             finally:
                 await conn.close()
 
-    run_async(go(), timeout=60)
+    run_async(go(), timeout=300)
+
+
+def vacuum(ctx: Context, databases: list[str]) -> None:
+    """VACUUM (ANALYZE) every bench database before a fixed-rate phase, so the phase before it (the
+    maximum's tens of thousands of orders) is not vacuumed during the window: autovacuum of its rows
+    started in the first seconds of the half-maximum window and took that window's p99 from 183-374 ms
+    a second to 602-1481 ms (2026-12-06 05:55, both cores busy)."""
+    analyze(ctx, databases, "VACUUM (ANALYZE)")
 
 
 def pg_table_reads(ctx: Context, databases: list[str]) -> dict[str, float]:

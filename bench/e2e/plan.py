@@ -65,6 +65,9 @@ def add_arguments(parser: Any) -> None:
     g.add_argument("--e2e-no-analyze", action="store_true",
                    help="e2e: do not ANALYZE the bench databases after each warm-up (measure a fresh database, "
                         "with the plans cached before autovacuum first analyzes it)")
+    g.add_argument("--e2e-no-vacuum", action="store_true",
+                   help="e2e: do not VACUUM (ANALYZE) the bench databases before each fixed-rate phase (then "
+                        "autovacuum of the phase before may run in the window)")
     g.add_argument("--e2e-profile", choices=SERVICES + EDGES, default=None,
                    help="e2e: run this service under cProfile and print where its time goes (slows it down)")
     g.add_argument("--e2e-curve", default="10,100", metavar="RATES",
@@ -110,6 +113,7 @@ class Plan:
     allow_shared: bool
     pg_settings: dict[str, str]
     analyze: bool = True
+    vacuum: bool = True
     replicas: dict[str, int] = field(default_factory=dict)
     curve: list[float] = field(default_factory=list)
     raw: bool = True
@@ -130,7 +134,7 @@ class Plan:
             (env_by[target] if target else env_all)[name] = value
         plan = cls(args.e2e_duration, args.e2e_warmup, args.e2e_latency_duration, args.e2e_rate, args.e2e_window,
                    args.e2e_connections, args.e2e_drain, args.e2e_skip_max, env_all, env_by, args.e2e_profile,
-                   args.e2e_allow_shared_topics, {}, not args.e2e_no_analyze)
+                   args.e2e_allow_shared_topics, {}, not args.e2e_no_analyze, not args.e2e_no_vacuum)
         for item in args.e2e_pg:
             name, sep, value = item.partition("=")
             if not sep or not re.fullmatch(r"[a-z_][a-z0-9_.]*", name) or not re.fullmatch(r"[A-Za-z0-9_.]+", value):

@@ -53,6 +53,8 @@ def print_table(f: dict[str, Any]) -> None:
         extra += "  [env: " + " ".join(f"{k}={v}" for k, v in env.items()) + "]"
     if not s["analyze_after_warmup"]:
         extra += "  [no ANALYZE: fresh-database plans]"
+    if not s.get("vacuum_before_rate_phases", True):
+        extra += "  [no VACUUM before the fixed-rate phases]"
     if s.get("edges"):
         extra += "  [edges: tracking, notification, returns measured too]"
     if s["replicas"]:

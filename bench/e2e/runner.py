@@ -133,6 +133,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "service_env_all": plan.env_all,
             "service_env": {k: v for k, v in plan.env_by_service.items() if v},
             "postgres_settings": plan.pg_settings, "analyze_after_warmup": plan.analyze,
+            "vacuum_before_rate_phases": plan.vacuum,
             "replicas": plan.replicas, "services": list(plan.services), "edges": plan.edges,
             "group_suffix": group_suffix, "profiled": plan.profile,
             "load_generator": "python asyncio streams + uvloop, HTTP/1.1 keep-alive, prebuilt requests",

@@ -52,3 +52,27 @@ def test_the_curve_rates_option():
     assert plan.curve == [] and not plan.raw
     with pytest.raises(ValueError, match="--e2e-curve"):
         plan_module.Plan.from_args(parser.parse_args(["--e2e-curve", "ten"]))
+
+
+def test_fixed_rate_phases_start_vacuumed_unless_told_not_to(monkeypatch):
+    import asyncio
+
+    from bench.e2e import load as load_module
+
+    parser = argparse.ArgumentParser()
+    plan_module.add_arguments(parser)
+    assert plan_module.Plan.from_args(parser.parse_args([])).vacuum
+    assert not plan_module.Plan.from_args(parser.parse_args(["--e2e-no-vacuum"])).vacuum
+    # The phase's first step is the VACUUM (ANALYZE) of every bench database (the one the phase uses).
+    ran: list[str] = []
+
+    def analyze(ctx, databases, statement="ANALYZE"):
+        ran.append(f"{statement} {','.join(databases)}")
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("bench.e2e.pgstats.analyze", analyze)
+    probe = load_module.Load.__new__(load_module.Load)
+    probe.plan, probe.ctx, probe.databases = plan_module.Plan.from_args(parser.parse_args([])), None, ["bench_x"]
+    with pytest.raises(RuntimeError):
+        asyncio.run(probe.rate_phase(None, 10.0))
+    assert ran == ["VACUUM (ANALYZE) bench_x"]
