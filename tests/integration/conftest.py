@@ -53,7 +53,8 @@ class Relays:
         self.running: list[OutboxRelay] = []
 
     async def start(self, name: str, **kwargs: object) -> OutboxRelay:
-        relay = OutboxRelay(self.dsn, self.bootstrap, client_id=f"test-relay-{name}", poll_interval=0.2, **kwargs)
+        kwargs.setdefault("poll_interval", 0.2)
+        relay = OutboxRelay(self.dsn, self.bootstrap, client_id=f"test-relay-{name}", **kwargs)  # type: ignore[arg-type]
         self.running.append(relay)
         await relay.start()
         return relay

@@ -1,6 +1,7 @@
 """A consumer batch, an HTTP handler's transaction or an order placed, in the process whose relay leads,
-wakes that relay directly once it has committed, instead of through pg_notify; otherwise (no relay, or
-a standby) it notifies. The decision is the Outbox's, whichever way the messages are written."""
+hands its rows (with their ids) to that relay once it has committed, instead of notifying through
+pg_notify; otherwise (no relay, or a standby) it notifies. The decision is the Outbox's, whichever way
+the messages are written."""
 
 import asyncio
 import uuid
@@ -21,13 +22,27 @@ pytestmark = pytest.mark.infra
 
 
 class FakeRelay:
-    """What the Outbox asks of its relay: whether it leads, and wake()."""
+    """What the Outbox asks of its relay: whether it leads, and handoff() of the rows just committed
+    with their ids (wake() when it has no ids)."""
 
     def __init__(self, leads: bool):
-        self.leads, self.wakes = leads, 0
+        self.leads, self.wakes, self.handed = leads, 0, []
 
     def wake(self) -> None:
         self.wakes += 1
+
+    def handoff(self, rows: list) -> None:
+        self.wakes += 1
+        self.handed += rows
+
+
+async def _handed_are_the_rows(pool: asyncpg.Pool, relay: FakeRelay | None, topic: str) -> None:
+    """A leading relay was handed exactly the committed rows: their ids, topics, keys and values."""
+    if relay is None or not relay.leads:
+        assert relay is None or relay.handed == []
+        return
+    rows = await pool.fetch("SELECT id, topic, key, value FROM outbox WHERE topic = $1 ORDER BY id", topic)
+    assert [(i, m.topic, m.key, m.value) for i, m in relay.handed] == [tuple(r) for r in rows]
 
 
 # (this process's relay: leading, standby or none; wakes expected, notifications expected)
@@ -76,6 +91,7 @@ async def test_a_batch_wakes_its_leading_relay_directly_and_notifies_otherwise(
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'test.out'") == 2
     assert (relay.wakes if relay else 0) == woken
     assert len(notifications) == notified
+    await _handed_are_the_rows(pool, relay, "test.out")
 
 
 @RELAYS
@@ -95,6 +111,7 @@ async def test_a_transaction_of_an_http_handler_wakes_or_notifies_the_same_way(
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'test.out'") == 2
     assert (relay.wakes if relay else 0) == woken
     assert len(notifications) == notified
+    await _handed_are_the_rows(pool, relay, "test.out")
 
 
 @pytest.fixture
@@ -133,3 +150,4 @@ async def test_an_order_placed_wakes_the_leading_relay_of_its_process(
         await capture_pool.release(listening)
     assert await capture_pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'oms.orders.events'") == 1
     assert (relay.wakes, len(got)) == (woken, notified)
+    await _handed_are_the_rows(capture_pool, relay, "oms.orders.events")

@@ -94,6 +94,7 @@ WITH claimed AS (
 ), {messages.cte}
 SELECT (SELECT count(*) FROM claimed) AS claimed, {messages.wake} AS notified
 """, consumer, ids, *messages.params)
+    messages.took(row["notified"])
     return row["claimed"] == len(ids)
 
 
@@ -125,7 +126,7 @@ async def claim_optimistic(
     first. The messages must be written only if `part.gate` returns a row (Outbox.sql's only_if)."""
     ids = sorted(set(event_ids))
     p = first_param + 4
-    await conn.fetchrow(f"""
+    row = await conn.fetchrow(f"""
 WITH {part.ctes}, claimed AS (
     INSERT INTO inbox (consumer, event_id)
     SELECT ${p}, e FROM {part.gate}, unnest(${p + 1}::uuid[]) AS e
@@ -135,6 +136,7 @@ WITH {part.ctes}, claimed AS (
 SELECT oms_batch_conflict((SELECT count(*) FROM claimed) <> cardinality(${p + 1}::uuid[]) OR {part.conflict}),
        {messages.wake} AS notified
 """, *part.params, *messages.params, consumer, ids)
+    messages.took(row["notified"])
 
 
 async def prune_inbox(conn: asyncpg.Connection, retention_seconds: int, *, chunk: int = 10_000) -> int:

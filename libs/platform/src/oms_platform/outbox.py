@@ -1,7 +1,10 @@
 """Transactional outbox: messages are written in the same transaction as the state change, and a relay
 publishes them to Kafka (key = order id, in commit order per order) and marks them sent.
 
-A crash anywhere between commit and publish loses nothing: unsent rows stay until published. A crash
+The process that commits hands its rows (with their ids) straight to its relay when that relay leads,
+which publishes them without reading them back; the relay reads the table for other processes' commits
+(pg_notify), at least every poll interval, and when it starts leading. A crash anywhere between commit
+and publish loses nothing: unsent rows stay until published. A crash
 between publish and marking sent publishes those rows again, with the same event_id, which the
 consumers' inbox drops; the relay therefore delivers at least once and consumers apply exactly once.
 Published rows are marked sent (deleted: Kafka keeps what was sent) at most every `mark_interval`, all
@@ -14,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -106,26 +109,38 @@ NOTIFY_SQL = f"pg_notify('{NOTIFY_CHANNEL}', '')"
 class OutboxWrite:
     """Messages written by a statement of the caller's (SQL fragments for a hot path that writes them
     with its own change, in one round trip): put `cte` in the statement's WITH list and `wake` in its
-    SELECT list, pass `params` at the parameter numbers it was made for, and call `committed()` once
-    the transaction has committed."""
+    SELECT list, pass `params` at the parameter numbers it was made for, give `took()` what the
+    statement returned for `wake`, and call `committed()` once the transaction has committed."""
 
     cte: str
     wake: str
     params: tuple[list[str], list[str], list[bytes], list[str]]
     _relay: "OutboxRelay | None"
+    messages: Sequence[OutgoingMessage] = ()
+    _ids: list[int] = field(default_factory=list)
+
+    def took(self, returned: object) -> None:
+        """What the statement returned for `wake`: the rows' ids when this process's relay leads."""
+        if isinstance(returned, list):
+            self._ids[:] = returned
 
     def committed(self) -> None:
-        """After the commit: wakes this process's relay when it was chosen over pg_notify."""
+        """After the commit (at once: nothing awaited in between, so the relay gets one process's
+        commits in their order): hands the rows to this process's relay when it was chosen over
+        pg_notify, so it publishes them without reading them back (or wakes it, without their ids)."""
         if self._relay is not None and self.params[0]:
-            self._relay.wake()
+            if len(self._ids) == len(self.messages):
+                self._relay.handoff(list(zip(self._ids, self.messages, strict=True)))
+            else:
+                self._relay.wake()
 
 
 class Outbox:
     """A service's way out (ServiceRuntime.outbox): every message is written to the outbox table in
-    the transaction of the change it reports, and the relay is woken once that commits. While this
-    process's relay leads, it is woken directly after the commit (one notification and one wake-up
-    less per hop); otherwise pg_notify wakes the leader, whichever process it is in (a commit made
-    just as leadership moves is found by that relay's poll at the latest).
+    the transaction of the change it reports, and the relay hears of it once that commits. While this
+    process's relay leads, the rows (with the ids the statement returned) are handed to it after the
+    commit (no notification, and no read of them); otherwise pg_notify wakes the leader, whichever
+    process it is in (a commit made just as leadership moves is found by that relay's poll at the latest).
 
     Services send with `uow.emit` only. HTTP handlers and background tasks get their uow from
     `async with outbox.transaction(pool) as uow:`; consumers from the BatchProcessor, which writes their
@@ -139,25 +154,27 @@ class Outbox:
             only_if: str | None = None) -> OutboxWrite:
         """The write of `messages` as a data-modifying CTE `name` taking parameters first_param..+3
         (only when the CTE `only_if` returned a row, if given), and the select item that wakes the
-        relay at commit when it wrote any (pg_notify), unless this process's leading relay will be
-        woken by `committed()` instead."""
+        relay at commit when it wrote any (pg_notify), or, when this process's relay leads, returns
+        the rows' ids for `took()`, and `committed()` hands the rows over."""
         if self.publishes is not None:
             self.publishes.check((m.topic, m.headers) for m in messages)
         p, gate = first_param,  f" WHERE EXISTS (SELECT 1 FROM {only_if})" if only_if else ""
+        # Ids are taken in the order of the unnest, the messages' order (sorted, they pair with them).
         cte = (f"{name} AS (INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb "
                f"FROM unnest(${p}::text[], ${p + 1}::text[], ${p + 2}::bytea[], ${p + 3}::text[]) AS u(t, k, v, h)"
-               f"{gate} RETURNING 1)")
+               f"{gate} RETURNING id)")
         params = ([m.topic for m in messages], [m.key for m in messages], [m.value for m in messages],
                   [orjson.dumps(m.headers).decode() for m in messages])
         relay = self.relay if self.relay is not None and self.relay.leads else None
-        wake = "NULL" if relay is not None else f"(SELECT {NOTIFY_SQL} FROM {name} LIMIT 1)"
-        return OutboxWrite(cte, wake, params, relay)
+        wake = (f"(SELECT array_agg(id ORDER BY id) FROM {name})" if relay is not None
+                else f"(SELECT {NOTIFY_SQL} FROM {name} LIMIT 1)")
+        return OutboxWrite(cte, wake, params, relay, messages)
 
     async def write(self, conn: asyncpg.Connection, messages: Sequence[OutgoingMessage]) -> OutboxWrite:
         """Writes messages in the caller's transaction with one INSERT; call committed() after the commit."""
         w = self.sql(messages, 1)
         if messages:
-            await conn.fetchrow(f"WITH {w.cte} SELECT {w.wake}", *w.params)
+            w.took(await conn.fetchval(f"WITH {w.cte} SELECT {w.wake}", *w.params))
         return w
 
     @asynccontextmanager
@@ -193,6 +210,10 @@ class OutboxRelay:
         self.mark_interval = mark_interval
         self._stopping = False
         self._wake = asyncio.Event()
+        # Rows this process committed, handed over with their ids (handoff): published without a read.
+        self._handed: list[tuple[int, OutgoingMessage]] = []
+        self._read_wanted = True  # a wake() (pg_notify, another process's commit; stop): read the table
+        self.reads = 0  # the outbox reads made (tests)
         self._task: asyncio.Task | None = None
         self.is_leader = False
         self._failing_since: float | None = None  # and the backoff: see _run
@@ -216,13 +237,23 @@ class OutboxRelay:
         await self.publisher.stop()
 
     def wake(self, *_: object) -> None:
+        """Something was committed that this relay was not handed (pg_notify, or a commit without its
+        ids): the next round reads the table."""
+        self._read_wanted = True
+        self._wake.set()
+
+    def handoff(self, rows: list[tuple[int, OutgoingMessage]]) -> None:
+        """Rows this process has just committed, with their ids, in commit order (Outbox.committed):
+        the relay publishes them as they are, without reading them back, and marks them as it marks
+        what it read. Rows it already published (a read that saw the commit first) are skipped."""
+        self._handed += rows
         self._wake.set()
 
     @property
     def leads(self) -> bool:
         """This process's relay publishes this database's outbox: a transaction of this process can
-        skip pg_notify and call wake() once it has committed (one message less through PostgreSQL's
-        notification queue and one wake-up less on the way). A commit made just as leadership moves
+        skip pg_notify and hand its rows over once it has committed (one message less through
+        PostgreSQL's notification queue, and no read of what was just written). A commit made just as leadership moves
         to another process is found by that relay's poll (OUTBOX_POLL_INTERVAL) at the latest."""
         return self.is_leader and not self._stopping
 
@@ -281,13 +312,33 @@ class OutboxRelay:
             next_cleanup = loop.time() + 60
             unmarked: list[int] = []
             mark_due = 0.0
+            read_at = float("-inf")
+            self._handed, self._read_wanted = [], True  # a new leader reads first: what was handed is in it
             while True:
                 self._wake.clear()
+                handed, self._handed = self._handed, []
+                done = set(unmarked)  # published: a handed row among them (or read now) is not sent again
                 due = bool(unmarked) and (loop.time() >= mark_due or len(unmarked) >= self.batch_size)
-                rows = await fetch.fetch(self.batch_size, unmarked, unmarked if due else [])
+                rows: list[Any] = []
+                # Rows handed over need no read, unless another process's commit (pg_notify) or the poll
+                # interval asks for one: those rows (and any a failure left) are only in the table.
+                if not handed or self._read_wanted or loop.time() >= read_at + self.poll_interval:
+                    self._read_wanted = False
+                    self.reads += 1
+                    rows = await fetch.fetch(self.batch_size, unmarked, unmarked if due else [])
+                    read_at = loop.time()
+                    if len(rows) == self.batch_size:
+                        # More waiting: read again at once; the handed rows are among it, read in id order.
+                        self._read_wanted, handed = True, []
+                    self._healthy()
+                    await self._gauges(conn, rows)
+                elif due:
+                    await mark.fetch(unmarked)
                 unmarked = [] if due else unmarked
-                self._healthy()
-                await self._gauges(conn, rows)
+                done.update(r["id"] for r in rows)
+                # Read rows first (older), then the handed ones in id order (one process's commit order).
+                rows += [{"id": i, "topic": m.topic, "key": m.key, "value": m.value, "headers": m.headers}
+                         for i, m in sorted(handed, key=lambda h: h[0]) if i not in done]
                 if rows:
                     parked = await self.publisher.publish(rows)
                     if parked:
@@ -299,7 +350,7 @@ class OutboxRelay:
                     if unmarked:
                         await mark.fetch(unmarked)
                     return
-                if len(rows) == self.batch_size:
+                if self._read_wanted or self._handed:
                     continue  # more waiting: no sleep
                 if loop.time() >= next_cleanup:
                     from oms_platform.inbox import prune_inbox  # (inbox imports this module)

@@ -70,13 +70,14 @@ async def place_order(
     """The messages' write (call its committed()) when the order was created; None when the
     Idempotency-Key was already taken."""
     written = out.sql(messages, 15, only_if="ins")
-    created = await conn.fetchval(
+    row = await conn.fetchrow(
         _PLACE_ORDER.format(outbox=written.cte, wake=written.wake),
         o["order_id"], o["channel"], o["external_id"], o["customer"]["id"], o["customer"],
         o["shipping_address"], o["shipping_method"], o["currency"], o["total"], o["payment"], o["lines"],
         o["created_at"], idempotency_key, request_hash, *written.params,
     )
-    return written if created else None
+    written.took(row["notified"])
+    return written if row["created"] else None
 
 
 async def get_idempotency_key(conn: asyncpg.Connection, channel: str, key: str) -> asyncpg.Record | None:
