@@ -16,11 +16,8 @@ PG_COUNTERS = ("xact_commit", "xact_rollback", "tup_returned", "tup_fetched", "t
 WAL_COUNTERS = ("wal_records", "wal_bytes", "wal_write", "wal_sync")
 
 
-def analyze(ctx: Context, databases: list[str], statement: str = "ANALYZE") -> None:
-    """ANALYZE every bench database. Tables created empty by the services' migrations have no
-    statistics yet, and the plans the services' prepared statements cache then (e.g. a sequential scan
-    of the outbox, every saga id of a type read per batch) stay until autovacuum analyzes them, about a
-    minute in: a database that has been running for a while has its statistics."""
+def _in_each(ctx: Context, databases: list[str], statement: str) -> None:
+    """Runs the statement in every bench database, one connection each (VACUUM needs no transaction)."""
     import asyncpg
 
     async def go() -> None:
@@ -34,12 +31,20 @@ def analyze(ctx: Context, databases: list[str], statement: str = "ANALYZE") -> N
     run_async(go(), timeout=300)
 
 
+def analyze(ctx: Context, databases: list[str]) -> None:
+    """ANALYZE every bench database. Tables created empty by the services' migrations have no
+    statistics yet, and the plans the services' prepared statements cache then (e.g. a sequential scan
+    of the outbox, every saga id of a type read per batch) stay until autovacuum analyzes them, about a
+    minute in: a database that has been running for a while has its statistics."""
+    _in_each(ctx, databases, "ANALYZE")
+
+
 def vacuum(ctx: Context, databases: list[str]) -> None:
     """VACUUM (ANALYZE) every bench database before a fixed-rate phase, so the phase before it (the
     maximum's tens of thousands of orders) is not vacuumed during the window: autovacuum of its rows
     started in the first seconds of the half-maximum window and took that window's p99 from 183-374 ms
     a second to 602-1481 ms (2026-12-06 05:55, both cores busy)."""
-    analyze(ctx, databases, "VACUUM (ANALYZE)")
+    _in_each(ctx, databases, "VACUUM (ANALYZE)")
 
 
 def pg_table_reads(ctx: Context, databases: list[str]) -> dict[str, float]:

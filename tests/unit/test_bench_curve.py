@@ -66,11 +66,11 @@ def test_fixed_rate_phases_start_vacuumed_unless_told_not_to(monkeypatch):
     # The phase's first step is the VACUUM (ANALYZE) of every bench database (the one the phase uses).
     ran: list[str] = []
 
-    def analyze(ctx, databases, statement="ANALYZE"):
+    def in_each(ctx, databases, statement):
         ran.append(f"{statement} {','.join(databases)}")
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr("bench.e2e.pgstats.analyze", analyze)
+    monkeypatch.setattr("bench.e2e.pgstats._in_each", in_each)
     probe = load_module.Load.__new__(load_module.Load)
     probe.plan, probe.ctx, probe.databases = plan_module.Plan.from_args(parser.parse_args([])), None, ["bench_x"]
     with pytest.raises(RuntimeError):

@@ -123,7 +123,7 @@ def poll_without_idle_sleep(
                 # The records taken, the next fetch is out: what it brings within the window joins them.
                 await asyncio.sleep(linger.seconds)
                 for tp, records in (await consumer.getmany(timeout_ms=0, max_records=max_records - n)).items():
-                    batches[tp] = batches[tp] + records if tp in batches else records
+                    batches.setdefault(tp, []).extend(records)
                     n += len(records)
             linger.counted(n, time.monotonic())
         if lag is not None:

@@ -4,12 +4,12 @@ publishes them to Kafka (key = order id, in commit order per order) and marks th
 The process that commits hands its rows (with their ids) straight to its relay when that relay leads,
 which publishes them without reading them back; the relay reads the table for other processes' commits
 (pg_notify), at least every poll interval, and when it starts leading. A crash anywhere between commit
-and publish loses nothing: unsent rows stay until published. A crash
-between publish and marking sent publishes those rows again, with the same event_id, which the
-consumers' inbox drops; the relay therefore delivers at least once and consumers apply exactly once.
-Published rows are marked sent (deleted: Kafka keeps what was sent) at most every `mark_interval`, all
-of them at once, in the relay's next read of the outbox (no statement of their own), and when the relay
-stops. Every row in the table is therefore unsent, or parked (refused by Kafka for good).
+and publish loses nothing: unsent rows stay until published. A crash between publish and marking sent
+publishes those rows again, with the same event_id, which the consumers' inbox drops; the relay
+therefore delivers at least once and consumers apply exactly once. Published rows are marked sent
+(deleted: Kafka keeps what was sent) at most every `mark_interval`, all of them at once, in the relay's
+next read of the outbox (in a DELETE of their own when the relay publishes only rows handed to it),
+and when the relay stops. Every row in the table is therefore unsent, or parked (refused by Kafka for good).
 """
 
 import asyncio
@@ -253,8 +253,9 @@ class OutboxRelay:
     def leads(self) -> bool:
         """This process's relay publishes this database's outbox: a transaction of this process can
         skip pg_notify and hand its rows over once it has committed (one message less through
-        PostgreSQL's notification queue, and no read of what was just written). A commit made just as leadership moves
-        to another process is found by that relay's poll (OUTBOX_POLL_INTERVAL) at the latest."""
+        PostgreSQL's notification queue, and no read of what was just written). A commit made just as
+        leadership moves to another process is found by that relay's poll (OUTBOX_POLL_INTERVAL) at the
+        latest."""
         return self.is_leader and not self._stopping
 
     async def _run(self) -> None:

@@ -25,9 +25,9 @@ def subscribe(
     Records are handed over as soon as they arrive: a poll waits up to `poll_ms` for the first one
     and returns at once when there is any. (faststream's own batch poll sleeps another batch_timeout_ms
     after every empty poll, so a record arriving to an idle consumer waited up to that long at every
-    hop of the saga; `poll_without_idle_sleep` replaces it.) With `linger_ms`, a small batch at a steady
-rate also takes the records that come within that window (consumer_lag.Linger). The envelopes are parsed by the
-    processor, so faststream's own JSON decoding of every record is skipped."""
+    hop of the saga; `poll_without_idle_sleep` replaces it.) With `linger_ms`, a small batch at a
+    steady rate also takes the records that come within that window (consumer_lag.Linger). The
+    envelopes are parsed by the processor, so faststream's own JSON decoding of every record is skipped."""
     from faststream import AckPolicy
     from faststream.message import AckStatus
 
